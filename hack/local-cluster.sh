@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# A real, local Kubernetes control plane for keyward's tests and demo:
+# etcd + kube-apiserver + kube-controller-manager on loopback, no kubelet.
+#
+#   hack/local-cluster.sh install      install packages and build the binaries (cached)
+#   hack/local-cluster.sh up DIR       start a control plane; writes DIR/kubeconfig and DIR/env
+#   hack/local-cluster.sh down DIR     stop the control plane started in DIR
+#
+# Debian bookworm ships no kube-apiserver binary, but its `kubernetes` source package (1.20,
+# Go dependencies vendored) builds one. Binaries are cached in $KEYWARD_CACHE (default
+# ~/.cache/keyward) so only the first run pays for the build (about 4 minutes on 2 cores).
+set -euo pipefail
+
+CACHE=${KEYWARD_CACHE:-$HOME/.cache/keyward}
+BIN=$CACHE/k8s-1.20/bin
+GO=/usr/lib/go-1.19/bin
+
+log() { printf '[local-cluster] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+  local pkgs=(etcd-server golang-1.19-go rsync jq golang-github-modern-go-reflect2-dev
+    openssl python3 make ca-certificates)
+  local missing=()
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  # etcd-server's postinst would start a system etcd; we run our own on a free port.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+enable_deb_src() {
+  local src=/etc/apt/sources.list.d/keyward-deb-src.sources
+  [ -f "$src" ] && return 0
+  # Same mirror as the main stanza, source packages only.
+  local uris
+  uris=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  uris=${uris:-http://deb.debian.org/debian}
+  as_root tee "$src" >/dev/null <<EOF
+Types: deb-src
+URIs: $uris
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  as_root apt-get update -qq
+}
+
+# kubectl 1.20 from Debian's kubernetes-client, unpacked into the cache rather than installed:
+# some images already have another package owning /usr/bin/kubectl.
+install_kubectl() {
+  [ -x "$BIN/kubectl" ] && return 0
+  local work
+  work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-kubectl.XXXXXX")
+  (cd "$work" && apt-get download kubernetes-client >/dev/null 2>&1 &&
+    dpkg-deb -x kubernetes-client_*.deb root)
+  mkdir -p "$BIN"
+  cp "$work/root/usr/bin/kubectl" "$BIN/kubectl"
+  rm -rf "$work"
+}
+
+build_binaries() {
+  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ]; then
+    return 0
+  fi
+  enable_deb_src
+  local work
+  work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-k8s-src.XXXXXX")
+  log "building kube-apiserver and kube-controller-manager from Debian's kubernetes source in $work"
+  (
+    cd "$work"
+    apt-get source --download-only kubernetes >/dev/null 2>&1
+    tar -xzf kubernetes_*.orig.tar.gz
+    cd "$(find . -maxdepth 1 -mindepth 1 -type d | head -n1)"
+    # The vendored reflect2 v1.0.1 segfaults under Go >= 1.18; Debian's 1.0.2 does not.
+    local vendored=vendor/github.com/modern-go/reflect2
+    rm -rf "$vendored"
+    mkdir -p "$vendored"
+    find /usr/share/gocode/src/github.com/modern-go/reflect2/ -maxdepth 1 \
+      \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$vendored/" \;
+    PATH=$GO:$PATH CGO_ENABLED=0 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >build.log 2>&1 ||
+      { tail -n 50 build.log >&2; exit 1; }
+    mkdir -p "$BIN"
+    cp _output/bin/kube-apiserver _output/bin/kube-controller-manager "$BIN/"
+  )
+  rm -rf "$work"
+  log "binaries cached in $BIN"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+make_pki() {
+  local dir=$1
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=keyward-local-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+      -keyout serving.key -out serving.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >serving.ext
+    openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile serving.ext -out serving.crt 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    local token
+    token=$(openssl rand -hex 24)
+    printf '%s,admin,admin,"system:masters"\n' "$token" >tokens.csv
+    printf '%s' "$token" >admin.token
+    chmod 600 ./*.key tokens.csv admin.token
+  )
+}
+
+write_kubeconfig() {
+  local dir=$1 port=$2
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority: $dir/ca.crt
+users:
+- name: admin
+  user:
+    token: $(cat "$dir/admin.token")
+contexts:
+- name: local
+  context: {cluster: local, user: admin}
+current-context: local
+EOF
+  chmod 600 "$dir/kubeconfig"
+}
+
+wait_ready() {
+  local dir=$1
+  for _ in $(seq 1 120); do
+    if KUBECONFIG=$dir/kubeconfig "$BIN/kubectl" get --raw /readyz >/dev/null 2>&1; then
+      # The namespace controller and service-account controller must be up too: wait for
+      # the default ServiceAccount that the latter creates.
+      if KUBECONFIG=$dir/kubeconfig "$BIN/kubectl" -n default get serviceaccount default >/dev/null 2>&1; then
+        return 0
+      fi
+    fi
+    for p in etcd kube-apiserver kube-controller-manager; do
+      if ! kill -0 "$(cat "$dir/$p.pid")" 2>/dev/null; then
+        log "$p exited; last lines of $dir/$p.log:"
+        tail -n 30 "$dir/$p.log" >&2
+        return 1
+      fi
+    done
+    sleep 0.5
+  done
+  log "control plane not ready after 60s"
+  return 1
+}
+
+up() {
+  local dir=${1:?usage: up DIR}
+  install_packages
+  install_kubectl
+  build_binaries
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  make_pki "$dir"
+  local etcd_port etcd_peer api_port
+  etcd_port=$(free_port)
+  etcd_peer=$(free_port)
+  api_port=$(free_port)
+
+  etcd --name local --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "local=http://127.0.0.1:$etcd_peer" \
+    --unsafe-no-fsync \
+    >"$dir/etcd.log" 2>&1 &
+  echo $! >"$dir/etcd.pid"
+
+  "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --secure-port "$api_port" --insecure-port 0 \
+    --tls-cert-file "$dir/serving.crt" --tls-private-key-file "$dir/serving.key" \
+    --client-ca-file "$dir/ca.crt" \
+    --token-auth-file "$dir/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-account-key-file "$dir/sa.pub" \
+    --service-account-signing-key-file "$dir/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/24 \
+    --endpoint-reconciler-type none \
+    --audit-log-path "$dir/audit.log" --audit-policy-file "$dir/audit-policy.yaml" \
+    --audit-log-maxsize 200 \
+    >"$dir/kube-apiserver.log" 2>&1 &
+  echo $! >"$dir/kube-apiserver.pid"
+
+  write_kubeconfig "$dir" "$api_port"
+
+  "$BIN/kube-controller-manager" \
+    --kubeconfig "$dir/kubeconfig" \
+    --controllers garbagecollector,namespace,serviceaccount-token,serviceaccount \
+    --service-account-private-key-file "$dir/sa.key" \
+    --root-ca-file "$dir/ca.crt" \
+    --leader-elect=false --port 0 --secure-port 0 \
+    >"$dir/kube-controller-manager.log" 2>&1 &
+  echo $! >"$dir/kube-controller-manager.pid"
+
+  wait_ready "$dir"
+  printf 'export KUBECONFIG=%s/kubeconfig\n' "$dir" >"$dir/env"
+  log "control plane ready: KUBECONFIG=$dir/kubeconfig"
+}
+
+down() {
+  local dir=${1:?usage: down DIR}
+  for p in kube-controller-manager kube-apiserver etcd; do
+    if [ -f "$dir/$p.pid" ]; then
+      kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
+    fi
+  done
+  for p in kube-controller-manager kube-apiserver etcd; do
+    if [ -f "$dir/$p.pid" ]; then
+      local pid
+      pid=$(cat "$dir/$p.pid")
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      rm -f "$dir/$p.pid"
+    fi
+  done
+}
+
+# The audit log records every request by user; benchmarks count the operator's writes from it.
+write_audit_policy() {
+  cat >"$1/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  verbs: ["get", "list", "watch"]
+- level: Metadata
+EOF
+}
+
+case ${1:-} in
+  install) install_packages; install_kubectl; build_binaries ;;
+  kubectl-path) echo "$BIN/kubectl" ;;
+  up) mkdir -p "${2:?usage: up DIR}"; write_audit_policy "$2"; up "$2" ;;
+  down) down "${2:?usage: down DIR}" ;;
+  *) echo "usage: $0 install | up DIR | down DIR" >&2; exit 2 ;;
+esac
