@@ -1,0 +1,66 @@
+//! Labels, annotations and Secret types that keyward puts on the Secrets it creates.
+
+/// Set on every Secret keyward creates; the operator's Secret watch selects on it.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "keyward";
+
+/// Label: the owning Key's name, or a stable hash of it when the name is longer than a label
+/// value may be (63 characters). Annotation: always the full Key name.
+pub const KEY: &str = "keyward.dev/key";
+
+/// Annotation: the KMS KeyId the Secret belongs to.
+pub const KEY_ID: &str = "keyward.dev/key-id";
+
+/// Label: what the Secret is for, `material` (the store) or `consumer` (what workloads mount).
+pub const ROLE: &str = "keyward.dev/role";
+pub const ROLE_MATERIAL: &str = "material";
+pub const ROLE_CONSUMER: &str = "consumer";
+
+/// Secret type of the Secret workloads mount.
+pub const CONSUMER_SECRET_TYPE: &str = "keyward.dev/key";
+/// Secret type of the material store, the record every consumer Secret is rebuilt from.
+pub const MATERIAL_SECRET_TYPE: &str = "keyward.dev/key-material";
+
+/// The selector of every Secret keyward manages.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
+}
+
+/// A label value naming the Key: the name itself when it fits in a label value, otherwise a
+/// readable prefix and a hash of the full name (Key names may be up to 253 characters).
+pub fn key_label_value(key_name: &str) -> String {
+    const MAX: usize = 63;
+    if key_name.len() <= MAX {
+        return key_name.to_string();
+    }
+    let digest = crate::store::short_hash(key_name);
+    let prefix = key_name[..MAX - digest.len() - 1].trim_end_matches(['-', '.']);
+    format!("{prefix}-{digest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_key_names_are_their_own_label_value() {
+        assert_eq!(key_label_value("payments"), "payments");
+        assert_eq!(key_label_value(&"a".repeat(63)), "a".repeat(63));
+    }
+
+    #[test]
+    fn long_key_names_become_a_stable_valid_label_value() {
+        let name = format!("{}.{}", "a".repeat(200), "b".repeat(52));
+        let value = key_label_value(&name);
+        assert!(value.len() <= 63, "{value}");
+        assert!(
+            value.starts_with("aaaa") && !value.contains(".-"),
+            "{value}"
+        );
+        assert_eq!(value, key_label_value(&name));
+        assert_ne!(
+            value,
+            key_label_value(&format!("{}c", &name[..name.len() - 1]))
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Error categories. Each maps to a condition reason, an event reason and a bounded metric label.
+//!
+//! A [`Rejection`] is a problem with what the user asked for (or with what the cluster holds):
+//! it is reported on the resource and is not retried until something changes. An [`Error`] is
+//! a failure to talk to the API server or to mint material: it is retried with backoff.
+
+use std::fmt;
+
+/// What is wrong, as a KMS error code where the seed has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// A field has a value the KMS does not accept.
+    InvalidParameter,
+    /// A field the KMS requires in this combination is missing.
+    MissingParameter,
+    /// The combination is valid on its own but the KMS does not support it.
+    UnsupportedOperation,
+    /// The protection level has no backend.
+    UnsupportedProtectionLevel,
+    /// A field that is fixed once the key exists was changed.
+    ImmutableField,
+    /// The consumer Secret's name is taken by a Secret keyward did not create for this key.
+    SecretNameConflict,
+    /// The key exists but its material store is gone: keyward will not mint replacement material.
+    MaterialStoreMissing,
+    /// The material store exists but cannot be read (edited by hand, or another tool's Secret).
+    MaterialStoreInvalid,
+}
+
+impl Code {
+    /// The text a message starts with: the KMS spelling for the seed's codes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidParameter => "InvalidParameter",
+            Code::MissingParameter => "MissingParameter",
+            Code::UnsupportedOperation => "UnsupportedOperation",
+            Code::UnsupportedProtectionLevel => "Unsupported.ProtectionLevel",
+            Code::ImmutableField => "ImmutableField",
+            Code::SecretNameConflict => "SecretNameConflict",
+            Code::MaterialStoreMissing => "MaterialStoreMissing",
+            Code::MaterialStoreInvalid => "MaterialStoreInvalid",
+        }
+    }
+
+    /// The code in CamelCase without dots: condition reason, event reason and metric label.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Code::InvalidParameter => "InvalidParameter",
+            Code::MissingParameter => "MissingParameter",
+            Code::UnsupportedOperation => "UnsupportedOperation",
+            Code::UnsupportedProtectionLevel => "UnsupportedProtectionLevel",
+            Code::ImmutableField => "ImmutableField",
+            Code::SecretNameConflict => "SecretNameConflict",
+            Code::MaterialStoreMissing => "MaterialStoreMissing",
+            Code::MaterialStoreInvalid => "MaterialStoreInvalid",
+        }
+    }
+}
+
+/// A refused request: what is wrong and what to set instead. Never carries key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: Code,
+    /// Which field, which value, what is allowed; without the code prefix.
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// A failure to carry out a plan; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("minting key material failed: {0}")]
+    Material(#[from] crate::material::MaterialError),
+    #[error("a blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("the object has no {0}")]
+    MissingObjectField(&'static str),
+}
+
+impl Error {
+    /// A bounded label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "Conflict",
+            Error::Kube(_) => "KubeApi",
+            Error::Material(_) => "Material",
+            Error::Join(_) => "Runtime",
+            Error::MissingObjectField(_) => "InvalidObject",
+        }
+    }
+}
+
+/// Quotes a user-supplied value for a message: escaped, and cut short if long, so that neither
+/// control characters nor a megabyte of text end up in a condition or event.
+pub fn quote(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    if value.chars().count() <= MAX_CHARS {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX_CHARS).collect();
+        format!("{head:?}... ({} characters)", value.chars().count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_message_starts_with_the_kms_code() {
+        let r = Rejection::new(Code::UnsupportedProtectionLevel, "HSM has no backend");
+        assert_eq!(
+            r.to_string(),
+            "Unsupported.ProtectionLevel: HSM has no backend"
+        );
+    }
+
+    #[test]
+    fn reasons_are_camel_case_without_dots() {
+        use Code::*;
+        for code in [
+            InvalidParameter,
+            MissingParameter,
+            UnsupportedOperation,
+            UnsupportedProtectionLevel,
+            ImmutableField,
+            SecretNameConflict,
+            MaterialStoreMissing,
+            MaterialStoreInvalid,
+        ] {
+            let reason = code.reason();
+            assert!(
+                reason.chars().next().unwrap().is_ascii_uppercase(),
+                "{reason}"
+            );
+            assert!(
+                reason.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{reason}"
+            );
+            assert_eq!(reason, code.as_str().replace('.', ""), "{reason}");
+        }
+    }
+
+    #[test]
+    fn quote_escapes_and_shortens() {
+        assert_eq!(quote("7D"), "\"7D\"");
+        assert_eq!(quote("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(10_000);
+        let quoted = quote(&long);
+        assert!(quoted.len() < 100, "{quoted}");
+        assert!(quoted.ends_with("(10000 characters)"));
+    }
+}

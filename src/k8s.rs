@@ -1,0 +1,168 @@
+//! The only module that talks to the API server: reads Secrets, writes Secrets, status and
+//! events. Every write is create-only or conditional where a lost race could lose material.
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::{Key, KeyStatus};
+use crate::error::Error;
+use crate::plan::{Note, SecretWrite};
+
+/// The field manager of every write, and the reporting controller of every event.
+pub const MANAGER: &str = "keyward";
+
+/// Largest event note the events.k8s.io/v1 API accepts, in bytes.
+const MAX_NOTE_BYTES: usize = 1024;
+
+#[derive(Clone)]
+pub struct Kube {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Kube {
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance,
+        };
+        Kube {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn secrets(&self, namespace: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// A live read, not a cache: what is minted must be decided on current state.
+    pub async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
+        Ok(self.secrets(namespace).get_opt(name).await?)
+    }
+
+    /// Creates a Secret that must never be overwritten. `None` when one of that name already
+    /// exists: someone else created it first, and theirs stands.
+    pub async fn create_once(&self, secret: &Secret) -> Result<Option<Secret>, Error> {
+        let namespace = secret
+            .namespace()
+            .ok_or(Error::MissingObjectField("namespace"))?;
+        match self
+            .secrets(&namespace)
+            .create(&PostParams::default(), secret)
+            .await
+        {
+            Ok(created) => Ok(Some(created)),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates or replaces the consumer Secret. A replace carries the resourceVersion it was
+    /// planned from, so a concurrent change makes it fail (and the key is planned again).
+    pub async fn write_consumer(&self, write: &SecretWrite) -> Result<(), Error> {
+        match write {
+            SecretWrite::Create(secret) => {
+                let namespace = secret
+                    .namespace()
+                    .ok_or(Error::MissingObjectField("namespace"))?;
+                self.secrets(&namespace)
+                    .create(&PostParams::default(), secret)
+                    .await?;
+            }
+            SecretWrite::Replace(secret) => {
+                let namespace = secret
+                    .namespace()
+                    .ok_or(Error::MissingObjectField("namespace"))?;
+                if secret.resource_version().is_none() {
+                    return Err(Error::MissingObjectField("metadata.resourceVersion"));
+                }
+                self.secrets(&namespace)
+                    .replace(&secret.name_any(), &PostParams::default(), secret)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the whole status with server-side apply, so fields keyward no longer sets (for
+    /// example `nextRotationDate` once rotation is off) are removed.
+    pub async fn apply_key_status(&self, key: &Key, status: &KeyStatus) -> Result<(), Error> {
+        let namespace = key
+            .namespace()
+            .ok_or(Error::MissingObjectField("namespace"))?;
+        let api: Api<Key> = Api::namespaced(self.client.clone(), &namespace);
+        let body = json!({
+            "apiVersion": Key::api_version(&()),
+            "kind": Key::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &key.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records an event on the Key. Events are best effort: a failure is logged, not retried.
+    pub async fn record(&self, key: &Key, note: &Note) {
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.to_string(),
+            note: Some(truncate(&note.message, MAX_NOTE_BYTES)),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &key.object_ref(&())).await {
+            tracing::warn!(key = %key.name_any(), reason = note.reason, error = %e, "could not record event");
+        }
+    }
+
+    /// The UID of the kube-system namespace: a stable identity of the cluster, used as the
+    /// default account id.
+    pub async fn cluster_account_id(&self) -> Result<String, Error> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let kube_system = namespaces.get("kube-system").await?;
+        kube_system
+            .uid()
+            .ok_or(Error::MissingObjectField("metadata.uid"))
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("short", 1024), "short");
+        let long = "é".repeat(1000);
+        let cut = truncate(&long, 1024);
+        assert!(cut.len() <= 1024 && cut.ends_with('…'));
+    }
+}

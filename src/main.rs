@@ -1,0 +1,136 @@
+//! The `keyward` binary: `keyward run` (the controller) and `keyward crd` (the CRD YAML).
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use keyward::k8s::Kube;
+use keyward::plan::PlanSettings;
+use keyward::reconcile::{self, Context, Scope};
+use keyward::rules::RuleSettings;
+use keyward::schedule::{Interval, parse_interval};
+
+#[derive(Parser)]
+#[command(
+    name = "keyward",
+    version,
+    about = "KMS-grade customer master keys for Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of the current kubeconfig (or in-cluster config).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The region in ARNs; a mainland-China region (cn-*, not cn-hongkong) makes HSM keys
+    /// default to Aliyun_SM4.
+    #[arg(long, env = "KEYWARD_REGION", default_value = "local")]
+    region: String,
+
+    /// The account id in ARNs and Creator (default: the UID of the kube-system namespace).
+    #[arg(long, env = "KEYWARD_ACCOUNT_ID")]
+    account_id: Option<String>,
+
+    /// Watch Keys in this namespace only (default: all namespaces).
+    #[arg(long, env = "KEYWARD_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+
+    /// Shortest rotationInterval accepted, integer[unit] (the KMS: 7d).
+    #[arg(long, env = "KEYWARD_MIN_ROTATION_INTERVAL", default_value = "7d", value_parser = interval_arg)]
+    min_rotation_interval: Interval,
+
+    /// Longest rotationInterval accepted, integer[unit] (the KMS: 730d).
+    #[arg(long, env = "KEYWARD_MAX_ROTATION_INTERVAL", default_value = "730d", value_parser = interval_arg)]
+    max_rotation_interval: Interval,
+
+    /// Log filter, as RUST_LOG (for example info, or keyward=debug,kube=info).
+    #[arg(long, env = "KEYWARD_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn interval_arg(text: &str) -> Result<Interval, String> {
+    parse_interval(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", keyward::api::crd_yaml());
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level, args.log_format)?;
+    anyhow::ensure!(
+        args.min_rotation_interval <= args.max_rotation_interval,
+        "--min-rotation-interval {} is longer than --max-rotation-interval {}",
+        args.min_rotation_interval,
+        args.max_rotation_interval
+    );
+    let client = kube::Client::try_default()
+        .await
+        .context("no usable kubeconfig or in-cluster config")?;
+    let kube = Kube::new(client, std::env::var("HOSTNAME").ok());
+    let account_id = match args.account_id {
+        Some(id) => id,
+        None => kube
+            .cluster_account_id()
+            .await
+            .context("reading the kube-system namespace for the default --account-id")?,
+    };
+    let settings = PlanSettings {
+        rules: RuleSettings {
+            region: args.region,
+            min_rotation_interval: args.min_rotation_interval,
+            max_rotation_interval: args.max_rotation_interval,
+        },
+        account_id,
+    };
+    tracing::info!(
+        region = %settings.rules.region, account_id = %settings.account_id,
+        namespace = args.watch_namespace.as_deref().unwrap_or("(all)"), "keyward starting"
+    );
+    let scope = Scope {
+        namespace: args.watch_namespace,
+    };
+    reconcile::run(Arc::new(Context::new(kube, settings)), scope).await;
+    tracing::info!("keyward stopped");
+    Ok(())
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log-level")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

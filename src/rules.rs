@@ -1,0 +1,530 @@
+//! The CreateKey rules of the seed document (pure): defaults, allowed values and combinations.
+//!
+//! The CRD schema rejects what it can up front, but these checks are the ones that always
+//! hold: they run on every reconcile, whatever the API server's schema support.
+
+use crate::api::key::{KeyRequest, MAX_DESCRIPTION_CHARS};
+use crate::api::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+use crate::error::{Code, Rejection, quote};
+use crate::schedule::{Interval, IntervalError, parse_interval};
+
+/// The operator settings the rules depend on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleSettings {
+    /// The region keys are created in (`--region`); decides the HSM default key spec.
+    pub region: String,
+    /// Bounds of `rotationInterval`, inclusive (the seed: 7 to 730 days).
+    pub min_rotation_interval: Interval,
+    pub max_rotation_interval: Interval,
+}
+
+impl RuleSettings {
+    /// The seed's bounds in the given region.
+    pub fn with_seed_bounds(region: impl Into<String>) -> Self {
+        RuleSettings {
+            region: region.into(),
+            min_rotation_interval: Interval::from_days(7),
+            max_rotation_interval: Interval::from_days(730),
+        }
+    }
+}
+
+/// A CreateKey request with the defaults applied, known to be valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidKey {
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub origin: Origin,
+    pub protection_level: ProtectionLevel,
+    /// The automatic rotation interval, when rotation is enabled.
+    pub rotation: Option<Interval>,
+    pub description: String,
+}
+
+/// Mainland China regions are `cn-*`, except Hong Kong.
+pub fn is_mainland_china(region: &str) -> bool {
+    region.starts_with("cn-") && region != "cn-hongkong"
+}
+
+/// The seed: Aliyun_SM4 for keys in a managed HSM in mainland China, else Aliyun_AES_256.
+pub fn default_key_spec(protection_level: ProtectionLevel, region: &str) -> KeySpec {
+    if protection_level == ProtectionLevel::Hsm && is_mainland_china(region) {
+        KeySpec::AliyunSm4
+    } else {
+        KeySpec::AliyunAes256
+    }
+}
+
+/// Applies the seed's defaults and checks every rule; the first broken rule is returned.
+pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKey, Rejection> {
+    let description = request.description.clone().unwrap_or_default();
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "spec.description is {chars} characters long; it can be up to \
+                 {MAX_DESCRIPTION_CHARS} characters"
+            ),
+        ));
+    }
+
+    let protection_level = parse_field(
+        "protectionLevel",
+        request.protection_level.as_deref(),
+        ProtectionLevel::Software,
+        ProtectionLevel::parse,
+        ProtectionLevel::allowed,
+    )?;
+    let key_spec = parse_field(
+        "keySpec",
+        request.key_spec.as_deref(),
+        default_key_spec(protection_level, &settings.region),
+        KeySpec::parse,
+        KeySpec::allowed,
+    )?;
+    let key_usage = parse_field(
+        "keyUsage",
+        request.key_usage.as_deref(),
+        KeyUsage::EncryptDecrypt,
+        KeyUsage::parse,
+        KeyUsage::allowed,
+    )?;
+    let origin = parse_field(
+        "origin",
+        request.origin.as_deref(),
+        Origin::AliyunKms,
+        Origin::parse,
+        Origin::allowed,
+    )?;
+
+    if protection_level == ProtectionLevel::Hsm {
+        return Err(Rejection::new(
+            Code::UnsupportedProtectionLevel,
+            "spec.protectionLevel HSM is not supported: keyward has no hardware security module \
+             backend yet; set spec.protectionLevel: SOFTWARE (or omit it)",
+        ));
+    }
+
+    if !key_spec.supported_usages().contains(&key_usage) {
+        let supported: Vec<&str> = key_spec
+            .supported_usages()
+            .iter()
+            .map(|u| u.as_str())
+            .collect();
+        let given = match request.key_usage {
+            Some(_) => format!("spec.keyUsage {key_usage}"),
+            None => format!("spec.keyUsage defaults to {key_usage}, which"),
+        };
+        return Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "{given} is not supported by key spec {key_spec}; set spec.keyUsage: {}",
+                supported.join(" or ")
+            ),
+        ));
+    }
+
+    if origin == Origin::External && !key_spec.is_symmetric() {
+        return Err(Rejection::new(
+            Code::UnsupportedOperation,
+            format!(
+                "spec.origin EXTERNAL is not available for the asymmetric key spec {key_spec}; \
+                 import material only into Aliyun_AES_256 or Aliyun_SM4 keys, or set \
+                 spec.origin: Aliyun_KMS"
+            ),
+        ));
+    }
+
+    let rotation = if request.enable_automatic_rotation == Some(true) {
+        Some(validate_rotation(request, key_spec, origin, settings)?)
+    } else {
+        None
+    };
+
+    Ok(ValidKey {
+        key_spec,
+        key_usage,
+        origin,
+        protection_level,
+        rotation,
+        description,
+    })
+}
+
+fn validate_rotation(
+    request: &KeyRequest,
+    key_spec: KeySpec,
+    origin: Origin,
+    settings: &RuleSettings,
+) -> Result<Interval, Rejection> {
+    if !key_spec.is_symmetric() {
+        return Err(Rejection::new(
+            Code::UnsupportedOperation,
+            format!(
+                "automatic rotation is not available for the asymmetric key spec {key_spec}; \
+                 set spec.enableAutomaticRotation: false and create new versions with a \
+                 KeyVersion instead"
+            ),
+        ));
+    }
+    if origin == Origin::External {
+        return Err(Rejection::new(
+            Code::UnsupportedOperation,
+            "automatic rotation is not available for keys with origin EXTERNAL; set \
+             spec.enableAutomaticRotation: false",
+        ));
+    }
+    let (min, max) = (
+        settings.min_rotation_interval,
+        settings.max_rotation_interval,
+    );
+    let Some(text) = request.rotation_interval.as_deref() else {
+        return Err(Rejection::new(
+            Code::MissingParameter,
+            format!(
+                "spec.rotationInterval is required when spec.enableAutomaticRotation is true; \
+                 set it to an interval from {min} to {max}, for example 365d"
+            ),
+        ));
+    };
+    let interval = parse_interval(text).map_err(|e| {
+        let bound = match e {
+            IntervalError::Format => String::new(),
+            IntervalError::TooLarge => format!(" (at most {max})"),
+        };
+        Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "spec.rotationInterval {} is invalid: {e}{bound}",
+                quote(text)
+            ),
+        )
+    })?;
+    if interval < min || interval > max {
+        return Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "spec.rotationInterval {} is out of range; it must be from {min} to {max} \
+                 inclusive ({} to {})",
+                quote(text),
+                min.to_kms_string(),
+                max.to_kms_string()
+            ),
+        ));
+    }
+    Ok(interval)
+}
+
+/// Parses an optional, case-sensitive KMS value, or takes its default when omitted.
+fn parse_field<T: Copy>(
+    field: &str,
+    given: Option<&str>,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+    allowed: impl Fn() -> String,
+) -> Result<T, Rejection> {
+    match given {
+        None => Ok(default),
+        Some(text) => parse(text).ok_or_else(|| {
+            Rejection::new(
+                Code::InvalidParameter,
+                format!(
+                    "spec.{field} {} is not a valid value; set one of: {} (case-sensitive)",
+                    quote(text),
+                    allowed()
+                ),
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RuleSettings {
+        RuleSettings::with_seed_bounds("local")
+    }
+
+    fn request(edit: impl FnOnce(&mut KeyRequest)) -> KeyRequest {
+        let mut r = KeyRequest::default();
+        edit(&mut r);
+        r
+    }
+
+    fn rejected(r: &KeyRequest) -> Rejection {
+        validate(r, &settings()).expect_err("the request should be rejected")
+    }
+
+    #[test]
+    fn empty_request_takes_the_seed_defaults() {
+        let key = validate(&KeyRequest::default(), &settings()).unwrap();
+        assert_eq!(
+            key,
+            ValidKey {
+                key_spec: KeySpec::AliyunAes256,
+                key_usage: KeyUsage::EncryptDecrypt,
+                origin: Origin::AliyunKms,
+                protection_level: ProtectionLevel::Software,
+                rotation: None,
+                description: String::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn hsm_default_key_spec_is_sm4_in_mainland_china_only() {
+        use ProtectionLevel::*;
+        assert_eq!(default_key_spec(Hsm, "cn-hangzhou"), KeySpec::AliyunSm4);
+        assert_eq!(default_key_spec(Hsm, "cn-shanghai"), KeySpec::AliyunSm4);
+        assert_eq!(default_key_spec(Hsm, "cn-hongkong"), KeySpec::AliyunAes256);
+        assert_eq!(
+            default_key_spec(Hsm, "ap-southeast-1"),
+            KeySpec::AliyunAes256
+        );
+        assert_eq!(default_key_spec(Hsm, "local"), KeySpec::AliyunAes256);
+        assert_eq!(
+            default_key_spec(Software, "cn-hangzhou"),
+            KeySpec::AliyunAes256
+        );
+    }
+
+    #[test]
+    fn every_key_spec_is_accepted_with_a_supported_usage() {
+        for spec in KeySpec::ALL {
+            for usage in spec.supported_usages() {
+                let r = request(|r| {
+                    r.key_spec = Some(spec.as_str().into());
+                    r.key_usage = Some(usage.as_str().into());
+                });
+                let key = validate(&r, &settings()).unwrap();
+                assert_eq!((key.key_spec, key.key_usage), (*spec, *usage));
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_case_sensitive() {
+        let cases: [(&str, fn(&mut KeyRequest)); 4] = [
+            ("keySpec", |r| r.key_spec = Some("aliyun_aes_256".into())),
+            ("keyUsage", |r| r.key_usage = Some("encrypt/decrypt".into())),
+            ("origin", |r| r.origin = Some("external".into())),
+            ("protectionLevel", |r| {
+                r.protection_level = Some("software".into())
+            }),
+        ];
+        for (field, edit) in cases {
+            let e = rejected(&request(edit));
+            assert_eq!(e.code, Code::InvalidParameter, "{field}");
+            assert!(e.detail.starts_with(&format!("spec.{field} ")), "{e}");
+            assert!(e.detail.contains("case-sensitive"), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_key_spec_lists_the_allowed_values() {
+        let e = rejected(&request(|r| r.key_spec = Some("AES_128".into())));
+        assert_eq!(
+            e.to_string(),
+            "InvalidParameter: spec.keySpec \"AES_128\" is not a valid value; set one of: \
+             Aliyun_AES_256, Aliyun_SM4, RSA_2048, EC_P256, EC_P256K, EC_SM2 (case-sensitive)"
+        );
+    }
+
+    #[test]
+    fn usage_must_be_supported_by_the_key_spec() {
+        let cases = [
+            ("Aliyun_AES_256", "SIGN/VERIFY"),
+            ("Aliyun_SM4", "SIGN/VERIFY"),
+            ("EC_P256", "ENCRYPT/DECRYPT"),
+            ("EC_P256K", "ENCRYPT/DECRYPT"),
+        ];
+        for (spec, usage) in cases {
+            let e = rejected(&request(|r| {
+                r.key_spec = Some(spec.into());
+                r.key_usage = Some(usage.into());
+            }));
+            assert_eq!(e.code, Code::InvalidParameter, "{spec} {usage}");
+            assert!(e.detail.contains(spec) && e.detail.contains(usage), "{e}");
+        }
+    }
+
+    #[test]
+    fn ec_sign_only_key_without_usage_explains_the_default() {
+        let e = rejected(&request(|r| r.key_spec = Some("EC_P256".into())));
+        assert_eq!(
+            e.to_string(),
+            "InvalidParameter: spec.keyUsage defaults to ENCRYPT/DECRYPT, which is not \
+             supported by key spec EC_P256; set spec.keyUsage: SIGN/VERIFY"
+        );
+    }
+
+    #[test]
+    fn external_origin_is_refused_for_asymmetric_key_specs() {
+        for spec in ["RSA_2048", "EC_P256", "EC_P256K", "EC_SM2"] {
+            let e = rejected(&request(|r| {
+                r.key_spec = Some(spec.into());
+                r.key_usage = Some("SIGN/VERIFY".into());
+                r.origin = Some("EXTERNAL".into());
+            }));
+            assert_eq!(e.code, Code::UnsupportedOperation, "{spec}");
+            assert!(e.detail.contains("spec.origin EXTERNAL"), "{e}");
+        }
+        for spec in ["Aliyun_AES_256", "Aliyun_SM4"] {
+            let r = request(|r| {
+                r.key_spec = Some(spec.into());
+                r.origin = Some("EXTERNAL".into());
+            });
+            assert_eq!(validate(&r, &settings()).unwrap().origin, Origin::External);
+        }
+    }
+
+    #[test]
+    fn hsm_is_unsupported_with_a_clear_message() {
+        let e = rejected(&request(|r| r.protection_level = Some("HSM".into())));
+        assert_eq!(e.code, Code::UnsupportedProtectionLevel);
+        assert!(
+            e.to_string()
+                .starts_with("Unsupported.ProtectionLevel: spec.protectionLevel HSM")
+        );
+        assert!(
+            e.detail.contains("set spec.protectionLevel: SOFTWARE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn automatic_rotation_is_refused_for_asymmetric_keys() {
+        let e = rejected(&request(|r| {
+            r.key_spec = Some("RSA_2048".into());
+            r.enable_automatic_rotation = Some(true);
+            r.rotation_interval = Some("30d".into());
+        }));
+        assert_eq!(e.code, Code::UnsupportedOperation);
+        assert!(e.detail.contains("RSA_2048"), "{e}");
+    }
+
+    #[test]
+    fn automatic_rotation_is_refused_for_external_keys() {
+        let e = rejected(&request(|r| {
+            r.origin = Some("EXTERNAL".into());
+            r.enable_automatic_rotation = Some(true);
+            r.rotation_interval = Some("30d".into());
+        }));
+        assert_eq!(e.code, Code::UnsupportedOperation);
+        assert!(e.detail.contains("EXTERNAL"), "{e}");
+    }
+
+    #[test]
+    fn rotation_interval_is_required_when_rotation_is_enabled() {
+        let e = rejected(&request(|r| r.enable_automatic_rotation = Some(true)));
+        assert_eq!(e.code, Code::MissingParameter);
+        assert!(e.detail.contains("from 7d to 730d"), "{e}");
+    }
+
+    #[test]
+    fn rotation_interval_bounds_are_inclusive() {
+        for (interval, ok) in [
+            ("7d", true),
+            ("604800s", true),
+            ("730d", true),
+            ("63072000s", true),
+            ("604799s", false),
+            ("6d", false),
+            ("731d", false),
+            ("63072001s", false),
+            ("0d", false),
+        ] {
+            let r = request(|r| {
+                r.enable_automatic_rotation = Some(true);
+                r.rotation_interval = Some(interval.into());
+            });
+            match validate(&r, &settings()) {
+                Ok(key) => assert!(ok, "{interval} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{interval} rejected: {e}");
+                    assert_eq!(e.code, Code::InvalidParameter);
+                    assert!(e.detail.contains("from 7d to 730d inclusive"), "{e}");
+                    continue;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_interval_format_errors_say_what_to_write() {
+        for bad in ["7D", "7 d", "-7d", "7", "1.5d", "99999999999999999999d"] {
+            let e = rejected(&request(|r| {
+                r.enable_automatic_rotation = Some(true);
+                r.rotation_interval = Some(bad.into());
+            }));
+            assert_eq!(e.code, Code::InvalidParameter, "{bad}");
+            assert!(e.detail.starts_with("spec.rotationInterval "), "{e}");
+        }
+    }
+
+    #[test]
+    fn rotation_bounds_come_from_the_settings() {
+        let short = RuleSettings {
+            region: "local".into(),
+            min_rotation_interval: Interval::from_secs(5),
+            max_rotation_interval: Interval::from_secs(60),
+        };
+        let r = request(|r| {
+            r.enable_automatic_rotation = Some(true);
+            r.rotation_interval = Some("10s".into());
+        });
+        assert_eq!(
+            validate(&r, &short).unwrap().rotation,
+            Some(Interval::from_secs(10))
+        );
+        let e = validate(&r, &settings()).unwrap_err();
+        assert!(e.detail.contains("from 7d to 730d"), "{e}");
+        let too_long = request(|r| {
+            r.enable_automatic_rotation = Some(true);
+            r.rotation_interval = Some("2m".into());
+        });
+        let e = validate(&too_long, &short).unwrap_err();
+        assert!(e.detail.contains("from 5s to 1m inclusive"), "{e}");
+    }
+
+    #[test]
+    fn rotation_interval_is_ignored_when_rotation_is_disabled() {
+        for enabled in [None, Some(false)] {
+            let r = request(|r| {
+                r.enable_automatic_rotation = enabled;
+                r.rotation_interval = Some("not an interval".into());
+            });
+            assert_eq!(validate(&r, &settings()).unwrap().rotation, None);
+        }
+    }
+
+    #[test]
+    fn description_can_be_up_to_8192_characters() {
+        let ok = request(|r| r.description = Some("é".repeat(8192)));
+        assert_eq!(
+            validate(&ok, &settings())
+                .unwrap()
+                .description
+                .chars()
+                .count(),
+            8192
+        );
+        let e = rejected(&request(|r| r.description = Some("x".repeat(8193))));
+        assert_eq!(e.code, Code::InvalidParameter);
+        assert!(
+            e.detail.contains("8193 characters") && e.detail.contains("8192"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn messages_never_echo_huge_or_control_character_values() {
+        let e = rejected(&request(|r| {
+            r.key_spec = Some(format!("{}\u{7}", "A".repeat(100_000)))
+        }));
+        assert!(e.detail.len() < 400, "{} bytes", e.detail.len());
+        assert!(!e.detail.contains('\u{7}'));
+    }
+}

@@ -1,0 +1,371 @@
+//! How key material is kept (pure): one material store Secret per key, and the consumer Secret
+//! that is derived from it. See docs/design.md for why.
+//!
+//! The store is named after the Key (so a second mint for the same Key is an "already exists"
+//! from the API server, never a second key), created once, and only ever grows by new
+//! versions under fresh ids: no entry is rewritten. It carries no owner reference, so
+//! deleting the Key never cascades to the material. The consumer Secret holds nothing that
+//! is not in the store, so it can always be rebuilt from it.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::api::labels::{self, key_label_value};
+use crate::api::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+use crate::error::{Code, Rejection};
+use crate::material::Material;
+use crate::schedule::{format_kms_time, parse_kms_time};
+
+/// The store's entry holding the [`KeyRecord`] (no material in it).
+pub const RECORD_ENTRY: &str = "key.json";
+
+/// What the store records about a key: its identity and creation facts, fixed when the key is
+/// created, and its versions, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub arn: String,
+    pub creator: String,
+    pub creation_date: String,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub origin: Origin,
+    pub protection_level: ProtectionLevel,
+    #[serde(default)]
+    pub versions: Vec<VersionRecord>,
+}
+
+/// One key version (KMS DescribeKeyVersion).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRecord {
+    pub key_version_id: String,
+    pub creation_date: String,
+}
+
+impl KeyRecord {
+    /// The newest version: the primary version of a symmetric key, the default entries of an
+    /// asymmetric one.
+    pub fn newest_version(&self) -> Option<&VersionRecord> {
+        self.versions.last()
+    }
+
+    /// When the newest version was generated (KMS LastRotationDate).
+    pub fn last_rotation(&self) -> Option<Timestamp> {
+        self.newest_version()
+            .and_then(|v| parse_kms_time(&v.creation_date))
+    }
+}
+
+/// The data entries of one version's material, named by version id.
+fn version_entries(key_spec: KeySpec, version_id: &str) -> Vec<String> {
+    if key_spec.is_symmetric() {
+        vec![format!("{version_id}.key")]
+    } else {
+        vec![
+            format!("{version_id}.private.pem"),
+            format!("{version_id}.public.pem"),
+        ]
+    }
+}
+
+/// The store's Secret name for a Key: readable, deterministic, and within the 253-character
+/// limit of Secret names however long the Key's name is.
+pub fn store_name(key_name: &str) -> String {
+    const SUFFIX: &str = ".keyward-material";
+    if key_name.len() + SUFFIX.len() <= 253 {
+        format!("{key_name}{SUFFIX}")
+    } else {
+        format!(
+            "{}.{}{SUFFIX}",
+            &key_name[..200].trim_end_matches(['-', '.']),
+            short_hash(key_name)
+        )
+    }
+}
+
+/// A short, stable hash for names and labels (not a security boundary).
+pub fn short_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..5].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn managed_meta(
+    name: String,
+    namespace: &str,
+    key_name: &str,
+    role: &str,
+    key_id: &str,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.to_string()),
+        labels: Some(BTreeMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (labels::KEY.to_string(), key_label_value(key_name)),
+            (labels::ROLE.to_string(), role.to_string()),
+        ])),
+        annotations: Some(BTreeMap::from([
+            (labels::KEY.to_string(), key_name.to_string()),
+            (labels::KEY_ID.to_string(), key_id.to_string()),
+        ])),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A new store for a key with its initial version (none for a key awaiting imported material).
+pub fn new_store(
+    namespace: &str,
+    key_name: &str,
+    record: &KeyRecord,
+    initial: Option<&Material>,
+) -> Secret {
+    let mut data = BTreeMap::from([(RECORD_ENTRY.to_string(), record_bytes(record))]);
+    if let (Some(material), Some(version)) = (initial, record.newest_version()) {
+        data.extend(material_entries(&version.key_version_id, material));
+    }
+    Secret {
+        metadata: managed_meta(
+            store_name(key_name),
+            namespace,
+            key_name,
+            labels::ROLE_MATERIAL,
+            &record.key_id,
+        ),
+        type_: Some(labels::MATERIAL_SECRET_TYPE.to_string()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+fn record_bytes(record: &KeyRecord) -> ByteString {
+    ByteString(serde_json::to_vec(record).expect("a KeyRecord always serializes"))
+}
+
+/// The entries that hold one version's material in the store and in the consumer Secret.
+fn material_entries(version_id: &str, material: &Material) -> Vec<(String, ByteString)> {
+    match material {
+        Material::Symmetric { key } => {
+            vec![(
+                format!("{version_id}.key"),
+                ByteString(key.expose().to_vec()),
+            )]
+        }
+        Material::Asymmetric {
+            private_pem,
+            public_pem,
+        } => vec![
+            (
+                format!("{version_id}.private.pem"),
+                ByteString(private_pem.expose().to_vec()),
+            ),
+            (
+                format!("{version_id}.public.pem"),
+                ByteString(public_pem.as_bytes().to_vec()),
+            ),
+        ],
+    }
+}
+
+/// A store read back from the cluster and checked to be whole.
+pub struct Store<'a> {
+    pub record: KeyRecord,
+    secret: &'a Secret,
+}
+
+/// Checks that `secret` is the store of Key `key_name` and that every version it lists has its
+/// material, and reads its record.
+fn read_record(secret: &Secret, key_name: &str) -> Result<KeyRecord, Rejection> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let invalid = |what: String| {
+        Rejection::new(
+            Code::MaterialStoreInvalid,
+            format!(
+                "the material store Secret {name} {what}; keyward will not mint replacement \
+                 material: restore the Secret from a backup, or delete it and the Key to start \
+                 a new key"
+            ),
+        )
+    };
+    if secret.type_.as_deref() != Some(labels::MATERIAL_SECRET_TYPE) {
+        return Err(invalid(format!(
+            "is not of type {}",
+            labels::MATERIAL_SECRET_TYPE
+        )));
+    }
+    let annotations = secret.metadata.annotations.as_ref();
+    if annotations
+        .and_then(|a| a.get(labels::KEY))
+        .map(String::as_str)
+        != Some(key_name)
+    {
+        return Err(invalid(format!("does not belong to Key {key_name}")));
+    }
+    let data = secret.data.as_ref();
+    let record: KeyRecord = data
+        .and_then(|d| d.get(RECORD_ENTRY))
+        .and_then(|bytes| serde_json::from_slice(&bytes.0).ok())
+        .ok_or_else(|| invalid(format!("has no readable {RECORD_ENTRY} entry")))?;
+    for version in &record.versions {
+        for entry in version_entries(record.key_spec, &version.key_version_id) {
+            if !data.is_some_and(|d| d.get(&entry).is_some_and(|b| !b.0.is_empty())) {
+                return Err(invalid(format!(
+                    "lacks the material of version {} (entry {entry})",
+                    version.key_version_id
+                )));
+            }
+        }
+    }
+    Ok(record)
+}
+
+impl<'a> Store<'a> {
+    /// Reads the store of Key `key_name`; a store that is not whole is a rejection, never a
+    /// reason to mint again.
+    pub fn read(secret: &'a Secret, key_name: &str) -> Result<Self, Rejection> {
+        Ok(Store {
+            record: read_record(secret, key_name)?,
+            secret,
+        })
+    }
+
+    fn entry(&self, name: &str) -> Option<&'a ByteString> {
+        self.secret.data.as_ref().and_then(|d| d.get(name))
+    }
+
+    /// The consumer Secret's data: the newest version under the default entries, every version
+    /// under its own id. Built only from the store, so it can always be rebuilt.
+    pub fn consumer_data(&self) -> BTreeMap<String, ByteString> {
+        let record = &self.record;
+        let mut data = BTreeMap::new();
+        let Some(newest) = record.newest_version() else {
+            return data;
+        };
+        for version in &record.versions {
+            for entry in version_entries(record.key_spec, &version.key_version_id) {
+                if let Some(bytes) = self.entry(&entry) {
+                    data.insert(entry, bytes.clone());
+                }
+            }
+        }
+        for entry in version_entries(record.key_spec, &newest.key_version_id) {
+            let default_name = entry
+                .strip_prefix(&format!("{}.", newest.key_version_id))
+                .expect("entries start with the version id")
+                .to_string();
+            if let Some(bytes) = self.entry(&entry) {
+                data.insert(default_name, bytes.clone());
+            }
+        }
+        data.insert(
+            "keyId".into(),
+            ByteString(record.key_id.clone().into_bytes()),
+        );
+        data.insert(
+            "keyVersionId".into(),
+            ByteString(newest.key_version_id.clone().into_bytes()),
+        );
+        data
+    }
+}
+
+/// Whether `secret` is a consumer Secret keyward created for Key `key_name`.
+pub fn is_consumer_of(secret: &Secret, key_name: &str) -> bool {
+    let labels = secret.metadata.labels.as_ref();
+    let annotations = secret.metadata.annotations.as_ref();
+    secret.type_.as_deref() == Some(labels::CONSUMER_SECRET_TYPE)
+        && labels
+            .and_then(|l| l.get(labels::MANAGED_BY))
+            .map(String::as_str)
+            == Some(labels::MANAGED_BY_VALUE)
+        && annotations
+            .and_then(|a| a.get(labels::KEY))
+            .map(String::as_str)
+            == Some(key_name)
+}
+
+/// The consumer Secret as it should be. When one exists, its metadata is kept (labels and
+/// annotations that others added survive) with keyward's own labels and annotations set.
+pub fn desired_consumer(
+    existing: Option<&Secret>,
+    namespace: &str,
+    secret_name: &str,
+    key_name: &str,
+    store: &Store<'_>,
+) -> Secret {
+    let ours = managed_meta(
+        secret_name.to_string(),
+        namespace,
+        key_name,
+        labels::ROLE_CONSUMER,
+        &store.record.key_id,
+    );
+    let mut metadata = existing.map(|s| s.metadata.clone()).unwrap_or_default();
+    metadata.name = ours.name;
+    metadata.namespace = ours.namespace;
+    metadata
+        .labels
+        .get_or_insert_default()
+        .extend(ours.labels.unwrap_or_default());
+    metadata
+        .annotations
+        .get_or_insert_default()
+        .extend(ours.annotations.unwrap_or_default());
+    Secret {
+        metadata,
+        type_: Some(labels::CONSUMER_SECRET_TYPE.to_string()),
+        data: Some(store.consumer_data()),
+        ..Secret::default()
+    }
+}
+
+/// The record of a new key.
+pub struct NewKeyRecord<'a> {
+    pub key_id: &'a str,
+    pub region: &'a str,
+    pub account_id: &'a str,
+    pub created: Timestamp,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub origin: Origin,
+    pub protection_level: ProtectionLevel,
+    /// The initial version's id; `None` for a key that awaits imported material.
+    pub initial_version_id: Option<&'a str>,
+}
+
+impl NewKeyRecord<'_> {
+    pub fn build(&self) -> KeyRecord {
+        let creation_date = format_kms_time(self.created);
+        KeyRecord {
+            key_id: self.key_id.to_string(),
+            arn: format!(
+                "acs:kms:{}:{}:key/{}",
+                self.region, self.account_id, self.key_id
+            ),
+            creator: self.account_id.to_string(),
+            creation_date: creation_date.clone(),
+            key_spec: self.key_spec,
+            key_usage: self.key_usage,
+            origin: self.origin,
+            protection_level: self.protection_level,
+            versions: self
+                .initial_version_id
+                .map(|id| VersionRecord {
+                    key_version_id: id.to_string(),
+                    creation_date,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+}
