@@ -46,7 +46,7 @@ pub enum Plan {
     /// After that the reconciler plans again with the new store.
     CreateKey(NewKey),
     /// Bring the consumer Secret and the status in line with the store and the spec.
-    Converge(Converge),
+    Converge(Box<Converge>),
 }
 
 /// A key to create.
@@ -113,124 +113,102 @@ pub fn plan(
     now: Timestamp,
     fresh: &FreshIds,
 ) -> Plan {
+    match observed.store {
+        None => plan_without_store(observed, settings, now, fresh),
+        Some(store) => match Store::read(store, &observed.key.name_any()) {
+            Ok(store) => plan_with_store(observed, &store, settings, now),
+            Err(rejection) => {
+                let previous = previous_metadata(observed.key).cloned();
+                converge_status(observed.key, previous, Outcome::Rejected(rejection), now)
+            }
+        },
+    }
+}
+
+/// No store: create the key, unless the request is invalid or the key existed before (then
+/// its store was lost, and minting again would silently replace its material).
+fn plan_without_store(
+    observed: &Observed<'_>,
+    settings: &PlanSettings,
+    now: Timestamp,
+    fresh: &FreshIds,
+) -> Plan {
     let key = observed.key;
     let key_name = key.name_any();
-    let valid = rules::validate(&key.spec, &settings.rules);
-    let previous = key.status.as_ref();
-    let previous_metadata = previous.and_then(|s| s.key_metadata.as_ref());
-
-    let Some(store_secret) = observed.store else {
-        return match valid {
-            Err(rejection) => converge_status(key, None, Outcome::Rejected(rejection), now),
-            Ok(_) if previous_metadata.is_some() || consumer_is_ours(observed, &key_name) => {
-                let key_id = previous_metadata.map_or("(unknown)", |m| m.key_id.as_str());
-                let rejection = Rejection::new(
-                    Code::MaterialStoreMissing,
-                    format!(
-                        "the material store Secret {} of key {key_id} is gone; keyward will not \
-                         mint replacement material for an existing key: restore the Secret from \
-                         a backup, or delete the Key and its consumer Secret to start a new key",
-                        store::store_name(&key_name)
-                    ),
-                );
-                converge_status(
-                    key,
-                    previous_metadata.cloned(),
-                    Outcome::Rejected(rejection),
-                    now,
-                )
-            }
-            Ok(valid) => Plan::CreateKey(new_key(&valid, settings, now, fresh)),
-        };
+    let previous = previous_metadata(key);
+    let valid = match rules::validate(&key.spec, &settings.rules) {
+        Ok(valid) => valid,
+        Err(rejection) => return converge_status(key, None, Outcome::Rejected(rejection), now),
     };
+    let existed = previous.is_some()
+        || observed
+            .consumer
+            .is_some_and(|s| store::is_consumer_of(s, &key_name));
+    if existed {
+        let key_id = previous.map_or("(unknown)", |m| m.key_id.as_str());
+        let rejection = Rejection::new(
+            Code::MaterialStoreMissing,
+            format!(
+                "the material store Secret {} of key {key_id} is gone; keyward will not mint \
+                 replacement material for an existing key: restore the Secret from a backup, or \
+                 delete the Key and its consumer Secret to start a new key",
+                store::store_name(&key_name)
+            ),
+        );
+        return converge_status(key, previous.cloned(), Outcome::Rejected(rejection), now);
+    }
+    if observed.consumer.is_some() {
+        let rejection = secret_name_conflict(&consumer_secret_name(key));
+        return converge_status(key, None, Outcome::Rejected(rejection), now);
+    }
+    Plan::CreateKey(new_key(&valid, settings, now, fresh))
+}
 
-    let store = match Store::read(store_secret, &key_name) {
-        Ok(store) => store,
-        Err(rejection) => {
-            return converge_status(
-                key,
-                previous_metadata.cloned(),
-                Outcome::Rejected(rejection),
-                now,
-            );
-        }
-    };
-    let valid = valid.and_then(|v| check_immutable(&v, &store.record).map(|()| v));
+/// The key exists: report it, and publish its material if the spec is valid and unchanged.
+fn plan_with_store(
+    observed: &Observed<'_>,
+    store: &Store<'_>,
+    settings: &PlanSettings,
+    now: Timestamp,
+) -> Plan {
+    let key = observed.key;
+    let record = &store.record;
+    let valid = rules::validate(&key.spec, &settings.rules)
+        .and_then(|valid| check_immutable(&valid, record).map(|()| valid));
     let valid = match valid {
         Ok(valid) => valid,
         Err(rejection) => {
-            let metadata = match previous_metadata {
-                Some(m) if m.key_id == store.record.key_id => m.clone(),
-                _ => key_metadata(&store.record, None),
+            // Keep reporting the key as it is; the spec's changes are not taken.
+            let metadata = match previous_metadata(key) {
+                Some(m) if m.key_id == record.key_id => m.clone(),
+                _ => key_metadata(record, None),
             };
             return converge_status(key, Some(metadata), Outcome::Rejected(rejection), now);
         }
     };
 
-    let metadata = key_metadata(&store.record, Some(&valid));
-    if store.record.versions.is_empty() {
+    let metadata = key_metadata(record, Some(&valid));
+    if record.versions.is_empty() {
         let message = format!(
             "key {} has origin EXTERNAL and no material yet: import key material to enable it",
-            store.record.key_id
+            record.key_id
         );
         return converge_status(key, Some(metadata), Outcome::PendingImport(message), now);
     }
 
-    let secret_name = key
-        .spec
-        .secret_name
-        .clone()
-        .unwrap_or_else(|| key_name.clone());
-    let namespace = key.namespace().unwrap_or_default();
-    let mut notes = Vec::new();
-    let consumer = match observed.consumer {
-        Some(existing) if !store::is_consumer_of(existing, &key_name) => {
-            let rejection = Rejection::new(
-                Code::SecretNameConflict,
-                format!(
-                    "Secret {secret_name} already exists and was not created by keyward for this \
-                     Key; keyward never takes over or overwrites it: set spec.secretName to an \
-                     unused name, or remove that Secret"
-                ),
-            );
+    let secret_name = consumer_secret_name(key);
+    let (consumer, mut notes) = match plan_consumer(observed, store, &secret_name) {
+        Ok(planned) => planned,
+        Err(rejection) => {
             return converge_status(key, Some(metadata), Outcome::Rejected(rejection), now);
         }
-        existing => {
-            let desired =
-                store::desired_consumer(existing, &namespace, &secret_name, &key_name, &store);
-            match existing {
-                None => {
-                    notes.push(Note {
-                        warning: false,
-                        reason: "SecretCreated",
-                        message: format!("published key material in Secret {secret_name}"),
-                    });
-                    Some(SecretWrite::Create(desired))
-                }
-                Some(existing) if !same_consumer(existing, &desired) => {
-                    notes.push(Note {
-                        warning: true,
-                        reason: "SecretRestored",
-                        message: format!(
-                            "Secret {secret_name} differed from the material store (changed \
-                             outside keyward); rebuilt it with all {} version(s)",
-                            store.record.versions.len()
-                        ),
-                    });
-                    Some(SecretWrite::Replace(desired))
-                }
-                Some(_) => None,
-            }
-        }
     };
-
-    let newest = store
-        .record
+    let newest = record
         .newest_version()
         .map_or("", |v| v.key_version_id.as_str());
     let message = format!(
         "key {} is Enabled; Secret {secret_name} serves version {newest}",
-        store.record.key_id
+        record.key_id
     );
     let mut converge = status_update(
         key,
@@ -242,13 +220,69 @@ pub fn plan(
     converge.consumer = consumer;
     notes.append(&mut converge.notes);
     converge.notes = notes;
-    Plan::Converge(converge)
+    Plan::Converge(Box::new(converge))
 }
 
-fn consumer_is_ours(observed: &Observed<'_>, key_name: &str) -> bool {
-    observed
-        .consumer
-        .is_some_and(|s| store::is_consumer_of(s, key_name))
+/// The consumer Secret write, if any, and the event it deserves. A Secret of that name that
+/// keyward did not create for this Key is a conflict, never overwritten.
+fn plan_consumer(
+    observed: &Observed<'_>,
+    store: &Store<'_>,
+    secret_name: &str,
+) -> Result<(Option<SecretWrite>, Vec<Note>), Rejection> {
+    let key_name = observed.key.name_any();
+    let namespace = observed.key.namespace().unwrap_or_default();
+    let existing = observed.consumer;
+    if existing.is_some_and(|s| !store::is_consumer_of(s, &key_name)) {
+        return Err(secret_name_conflict(secret_name));
+    }
+    let desired = store::desired_consumer(existing, &namespace, secret_name, &key_name, store);
+    Ok(match existing {
+        None => {
+            let note = Note {
+                warning: false,
+                reason: "SecretCreated",
+                message: format!("published key material in Secret {secret_name}"),
+            };
+            (Some(SecretWrite::Create(desired)), vec![note])
+        }
+        Some(existing) if !same_consumer(existing, &desired) => {
+            let note = Note {
+                warning: true,
+                reason: "SecretRestored",
+                message: format!(
+                    "Secret {secret_name} differed from the material store (changed outside \
+                     keyward); rebuilt it with all {} version(s)",
+                    store.record.versions.len()
+                ),
+            };
+            (Some(SecretWrite::Replace(desired)), vec![note])
+        }
+        Some(_) => (None, Vec::new()),
+    })
+}
+
+fn previous_metadata(key: &Key) -> Option<&KeyMetadata> {
+    key.status.as_ref().and_then(|s| s.key_metadata.as_ref())
+}
+
+/// The Secret consumers mount: `spec.secretName`, or the Key's name.
+pub fn consumer_secret_name(key: &Key) -> String {
+    key.spec
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| key.name_any())
+}
+
+fn secret_name_conflict(secret_name: &str) -> Rejection {
+    Rejection::new(
+        Code::SecretNameConflict,
+        format!(
+            "Secret {secret_name} already exists and was not created by keyward for this Key; \
+             keyward never takes over or overwrites it: set spec.secretName to an unused name, \
+             or remove that Secret"
+        ),
+    )
 }
 
 /// Equal in everything keyward owns: type, data, and keyward's labels and annotations.
@@ -369,7 +403,13 @@ fn converge_status(
     now: Timestamp,
 ) -> Plan {
     let secret_name = key.status.as_ref().and_then(|s| s.secret_name.clone());
-    Plan::Converge(status_update(key, metadata, outcome, secret_name, now))
+    Plan::Converge(Box::new(status_update(
+        key,
+        metadata,
+        outcome,
+        secret_name,
+        now,
+    )))
 }
 
 /// The status to write (if it changed) and the event that a change of readiness deserves.

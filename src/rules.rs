@@ -306,7 +306,8 @@ mod tests {
 
     #[test]
     fn values_are_case_sensitive() {
-        let cases: [(&str, fn(&mut KeyRequest)); 4] = [
+        type Edit = fn(&mut KeyRequest);
+        let cases: [(&str, Edit); 4] = [
             ("keySpec", |r| r.key_spec = Some("aliyun_aes_256".into())),
             ("keyUsage", |r| r.key_usage = Some("encrypt/decrypt".into())),
             ("origin", |r| r.origin = Some("external".into())),
@@ -441,7 +442,7 @@ mod tests {
                 r.rotation_interval = Some(interval.into());
             });
             match validate(&r, &settings()) {
-                Ok(key) => assert!(ok, "{interval} accepted"),
+                Ok(_) => assert!(ok, "{interval} accepted"),
                 Err(e) => {
                     assert!(!ok, "{interval} rejected: {e}");
                     assert_eq!(e.code, Code::InvalidParameter);

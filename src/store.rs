@@ -218,7 +218,10 @@ fn read_record(secret: &Secret, key_name: &str) -> Result<KeyRecord, Rejection> 
         .ok_or_else(|| invalid(format!("has no readable {RECORD_ENTRY} entry")))?;
     for version in &record.versions {
         for entry in version_entries(record.key_spec, &version.key_version_id) {
-            if !data.is_some_and(|d| d.get(&entry).is_some_and(|b| !b.0.is_empty())) {
+            let present = data
+                .and_then(|d| d.get(&entry))
+                .is_some_and(|b| !b.0.is_empty());
+            if !present {
                 return Err(invalid(format!(
                     "lacks the material of version {} (entry {entry})",
                     version.key_version_id

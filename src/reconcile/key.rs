@@ -22,7 +22,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         .namespace()
         .ok_or(Error::MissingObjectField("metadata.namespace"))?;
     let name = key.name_any();
-    let secret_name = key.spec.secret_name.clone().unwrap_or_else(|| name.clone());
+    let secret_name = plan::consumer_secret_name(&key);
     let store_name = store::store_name(&name);
 
     let mut store = ctx.kube.get_secret(&namespace, &store_name).await?;
