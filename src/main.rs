@@ -27,7 +27,11 @@ enum Command {
     /// Run the controller against the cluster of the current kubeconfig (or in-cluster config).
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML.
-    Crd,
+    Crd {
+        /// Write one file per CRD into this directory instead (as in the repository's crds/).
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -75,12 +79,27 @@ fn interval_arg(text: &str) -> Result<Interval, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", keyward::api::crd_yaml());
-            Ok(())
-        }
+        Command::Crd { out_dir } => print_crds(out_dir.as_deref()),
         Command::Run(args) => run(args).await,
     }
+}
+
+fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let crds = keyward::api::crds();
+    match out_dir {
+        None => {
+            let documents: Vec<String> = crds.iter().map(keyward::api::crd_yaml).collect();
+            print!("{}", documents.join("---\n"));
+        }
+        Some(dir) => {
+            for crd in &crds {
+                let path = dir.join(format!("{}.yaml", kube::ResourceExt::name_any(crd)));
+                std::fs::write(&path, keyward::api::crd_yaml(crd))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

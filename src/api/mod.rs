@@ -7,13 +7,15 @@ pub mod labels;
 pub use key::{Key, KeyMetadata, KeyRequest, KeyStatus};
 pub use kms::{AutomaticRotation, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// The CRD manifests of every keyward resource, as the YAML documents in `crds/`.
-pub fn crd_yaml() -> String {
-    let crds = [Key::crd()];
-    crds.iter()
-        .map(|crd| serde_yaml::to_string(crd).expect("a CRD always serializes"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+/// The CustomResourceDefinitions of every keyward resource.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Key::crd()]
+}
+
+/// One CRD as the YAML document kept in `crds/<name>.yaml`.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_yaml::to_string(crd).expect("a CRD always serializes")
 }

@@ -1,0 +1,452 @@
+//! The integration-test harness: a real API server, one namespace per test, and the real
+//! `keyward` binary running as a local process (there is no kubelet on the test cluster).
+//!
+//! The cluster comes from `KEYWARD_TEST_KUBECONFIG`; `hack/test.sh` starts one and sets it.
+//! When a test fails, the harness prints what the namespace held (Keys with their status,
+//! Secrets without their data, events) and the operator's log.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use keyward::api::Key;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+
+/// How long anything may take to converge in a test.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("KEYWARD_TEST_KUBECONFIG") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "KEYWARD_TEST_KUBECONFIG is not set: run the suite with hack/test.sh, which starts a \
+             local control plane, or point it at a disposable cluster's kubeconfig"
+        ),
+    }
+}
+
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("usable kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// One test's namespace and operator.
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    operators: Vec<Child>,
+    /// Operators started so far, killed ones included: numbers each one's log.
+    started: usize,
+    log_dir: PathBuf,
+}
+
+impl TestEnv {
+    /// A fresh namespace (with the CRDs installed) and no operator yet.
+    pub async fn new(test: &str) -> TestEnv {
+        let client = client().await;
+        install_crds(&client).await;
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let mut namespace = format!("kw-{}", test.replace('_', "-"));
+        namespace.truncate(54);
+        let namespace = format!("{}-{}", namespace.trim_end_matches('-'), &suffix[..8]);
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(namespace.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        let log_dir = std::env::temp_dir().join("keyward-tests").join(&namespace);
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        TestEnv {
+            client,
+            namespace,
+            operators: Vec::new(),
+            started: 0,
+            log_dir,
+        }
+    }
+
+    /// A fresh namespace with an operator watching it.
+    pub async fn with_operator(test: &str) -> TestEnv {
+        let mut env = TestEnv::new(test).await;
+        env.start_operator(&[]);
+        env
+    }
+
+    /// Starts another operator process watching this namespace, with extra flags.
+    pub fn start_operator(&mut self, extra_args: &[&str]) {
+        let index = self.started;
+        self.started += 1;
+        let log = std::fs::File::create(self.log_dir.join(format!("operator-{index}.log")))
+            .expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args([
+                "run",
+                "--watch-namespace",
+                &self.namespace,
+                "--log-level",
+                "keyward=debug,info",
+            ])
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig_path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start keyward");
+        self.operators.push(child);
+    }
+
+    /// SIGKILLs every operator process: no graceful shutdown, like a crash or OOM kill.
+    pub fn kill_operators(&mut self) {
+        for mut child in self.operators.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn keys(&self) -> Api<Key> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Server-side applies a Key manifest (YAML) into this namespace, as `kubectl apply
+    /// --server-side` would.
+    pub async fn apply_key(&self, manifest: &str) -> Key {
+        let mut key: Key = serde_yaml::from_str(manifest).expect("a Key manifest");
+        key.metadata.namespace = Some(self.namespace.clone());
+        self.keys()
+            .patch(
+                &key.name_any(),
+                &PatchParams::apply("keyward-test").force(),
+                &Patch::Apply(&key),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying Key {}: {e}", key.name_any()))
+    }
+
+    /// Applies every manifest in examples/, returning the Key names.
+    pub async fn apply_examples(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for path in example_files() {
+            let text = std::fs::read_to_string(&path).expect("example");
+            for doc in text.split("\n---\n").filter(|d| d.contains("kind: Key")) {
+                names.push(self.apply_key(doc).await.name_any());
+            }
+        }
+        names
+    }
+
+    pub async fn key(&self, name: &str) -> Key {
+        self.keys()
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get Key {name}: {e}"))
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets().get_opt(name).await.expect("get Secret")
+    }
+
+    /// Waits until `done` holds for the Key, returning it; panics with the last state if not.
+    pub async fn wait_key(&self, name: &str, what: &str, done: impl Fn(&Key) -> bool) -> Key {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            if let Some(key) = self.keys().get_opt(name).await.expect("get Key")
+                && done(&key)
+            {
+                return key;
+            }
+            if Instant::now() > deadline {
+                panic!("Key {name} did not become {what} within {CONVERGE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for Ready=True at the Key's current generation.
+    pub async fn wait_ready(&self, name: &str) -> Key {
+        self.wait_key(name, "Ready", |k| {
+            ready_reason(k).as_deref() == Some("KeyReady")
+        })
+        .await
+    }
+
+    /// Waits for the Ready condition to carry `reason` at the Key's current generation.
+    pub async fn wait_reason(&self, name: &str, reason: &str) -> Key {
+        self.wait_key(name, reason, |k| ready_reason(k).as_deref() == Some(reason))
+            .await
+    }
+
+    /// The events recorded on an object of this namespace.
+    pub async fn events_for(&self, name: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect()
+    }
+
+    /// Waits for an event with `reason` on `name`, returning its note.
+    pub async fn wait_event(&self, name: &str, reason: &str) -> String {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let events = self.events_for(name).await;
+            if let Some(e) = events.iter().find(|e| e.reason.as_deref() == Some(reason)) {
+                return e.note.clone().unwrap_or_default();
+            }
+            if Instant::now() > deadline {
+                panic!("no {reason} event on {name} within {CONVERGE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The Secrets keyward manages in this namespace.
+    pub async fn managed_secrets(&self) -> Vec<Secret> {
+        let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyward");
+        self.secrets().list(&lp).await.expect("list Secrets").items
+    }
+
+    /// The log of operator process `index`, for assertions about what it printed.
+    pub fn operator_log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("operator-{index}.log")))
+            .unwrap_or_default()
+    }
+}
+
+/// Prints what a test namespace holds, never Secret data, and the operators' logs.
+async fn dump(client: Client, namespace: &str, log_dir: &Path) {
+    eprintln!("=== namespace {namespace} at failure");
+    let keys: Api<Key> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let events: Api<Event> = Api::namespaced(client, namespace);
+    {
+        if let Ok(keys) = keys.list(&ListParams::default()).await {
+            for key in keys.items {
+                let status = serde_yaml::to_string(&key.status).unwrap_or_default();
+                let spec = serde_yaml::to_string(&key.spec).unwrap_or_default();
+                eprintln!(
+                    "--- Key {} (generation {:?})\nspec:\n{spec}status:\n{status}",
+                    key.name_any(),
+                    key.metadata.generation
+                );
+            }
+        }
+        if let Ok(secrets) = secrets.list(&ListParams::default()).await {
+            for s in secrets.items {
+                let entries: Vec<&String> = s.data.iter().flat_map(|d| d.keys()).collect();
+                eprintln!(
+                    "--- Secret {} type={:?} rv={:?} labels={:?} annotations={:?} entries={entries:?}",
+                    s.name_any(),
+                    s.type_,
+                    s.resource_version(),
+                    s.metadata.labels,
+                    s.metadata.annotations
+                );
+            }
+        }
+        if let Ok(events) = events.list(&ListParams::default()).await {
+            for e in events.items {
+                let on = e
+                    .regarding
+                    .as_ref()
+                    .and_then(|r| r.name.clone())
+                    .unwrap_or_default();
+                eprintln!("--- Event {on} {:?} {:?}: {:?}", e.type_, e.reason, e.note);
+            }
+        }
+        for entry in std::fs::read_dir(log_dir).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- {} (last 60 lines)", entry.path().display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.kill_operators();
+        let failed = std::thread::panicking();
+        let namespace = self.namespace.clone();
+        let log_dir = self.log_dir.clone();
+        // Drop cannot await, and the test's runtime may be shutting down: use a thread with a
+        // runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let client = client().await;
+                if failed {
+                    dump(client.clone(), &namespace, &log_dir).await;
+                }
+                let namespaces: Api<Namespace> = Api::all(client);
+                let _ = namespaces
+                    .delete(&namespace, &DeleteParams::default())
+                    .await;
+            });
+        });
+        let _ = cleanup.join();
+        if !failed {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+/// The reason of the Ready condition, if it describes the Key's current generation.
+pub fn ready_reason(key: &Key) -> Option<String> {
+    let status = key.status.as_ref()?;
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+    (ready.observed_generation == key.metadata.generation).then(|| ready.reason.clone())
+}
+
+pub fn ready_message(key: &Key) -> String {
+    let status = key.status.as_ref().expect("status");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    ready.message.clone()
+}
+
+/// Installs (or updates) the CRDs and waits until they are served. Create/replace rather than
+/// server-side apply: the 1.20 test server silently drops the CEL rules on create, but its
+/// server-side apply rejects them.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in keyward::api::crds() {
+        let name = crd.name_any();
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let result = match crds.get_opt(&name).await.expect("get CRD") {
+                None => crds.create(&PostParams::default(), &crd).await,
+                Some(current) if current.spec == stripped_of_cel(&crd).spec => Ok(current),
+                Some(current) => {
+                    let mut desired = crd.clone();
+                    desired.metadata.resource_version = current.resource_version();
+                    crds.replace(&name, &PostParams::default(), &desired).await
+                }
+            };
+            match result {
+                Ok(current) if is_established(&current) => break,
+                // Another test is installing it concurrently, or it is not served yet.
+                Ok(_) | Err(kube::Error::Api(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(_) => panic!("CRD {name} was not established"),
+                Err(e) => panic!("installing CRD {name}: {e}"),
+            }
+        }
+    }
+}
+
+fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| c.type_ == "Established" && c.status == "True")
+}
+
+/// The CRD as a server that does not know CEL rules stores it.
+fn stripped_of_cel(crd: &CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut value = serde_json::to_value(crd).unwrap();
+    if let Some(versions) = value["spec"]["versions"].as_array_mut() {
+        for version in versions {
+            if let Some(root) = version["schema"]["openAPIV3Schema"].as_object_mut() {
+                root.remove("x-kubernetes-validations");
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+pub fn example_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A Secret data entry's bytes.
+pub fn entry<'a>(secret: &'a Secret, name: &str) -> &'a [u8] {
+    match secret.data.as_ref().and_then(|d| d.get(name)) {
+        Some(bytes) => &bytes.0,
+        None => panic!("Secret {} has no entry {name}", secret.name_any()),
+    }
+}
+
+/// The names of a Secret's data entries, sorted.
+pub fn entry_names(secret: &Secret) -> Vec<String> {
+    secret.data.iter().flat_map(|d| d.keys().cloned()).collect()
+}
+
+/// A digest of all of a Secret's data, to compare material before and after without
+/// printing it.
+pub fn data_digest(secret: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (name, bytes) in secret.data.iter().flatten() {
+        hasher.update(name.as_bytes());
+        hasher.update((bytes.0.len() as u64).to_be_bytes());
+        hasher.update(&bytes.0);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs OpenSSL with `input` on stdin, returning stdout; panics with stderr on failure.
+pub fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {} failed: {}",
+        args.first().unwrap_or(&""),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
