@@ -99,6 +99,35 @@ pub fn parse_kms_time(text: &str) -> Option<Timestamp> {
     text.parse::<Timestamp>().ok().map(truncate_to_second)
 }
 
+/// When the next rotation is due: the last rotation plus the interval. `None` only for dates
+/// beyond the year 9999.
+pub fn next_rotation(last: Timestamp, interval: Interval) -> Option<Timestamp> {
+    last.checked_add(interval.as_duration()).ok()
+}
+
+/// Whether a rotation due at `due` should run at `now`. Both are compared in whole seconds, the
+/// granularity of status, so a rotation never runs before the second it is due.
+pub fn is_due(now: Timestamp, due: Timestamp) -> bool {
+    truncate_to_second(now) >= truncate_to_second(due)
+}
+
+/// How long to wait before looking at a key again: until `due` (rounded up to the next whole
+/// second, so the timer cannot fire early), but never longer than `max`. The timer runs on a
+/// monotonic clock while schedules are wall-clock times; the cap bounds how long a wall-clock
+/// jump or a suspended process can delay a rotation.
+pub fn requeue_delay(
+    now: Timestamp,
+    due: Timestamp,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    let remaining = due.duration_since(now);
+    if remaining <= SignedDuration::ZERO {
+        return std::time::Duration::ZERO;
+    }
+    let whole_seconds = remaining.as_secs() + i64::from(remaining.subsec_nanos() > 0);
+    std::time::Duration::from_secs(whole_seconds.max(0) as u64).min(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +180,41 @@ mod tests {
         assert_eq!(Interval::from_secs(36 * 3600).to_string(), "36h");
         assert_eq!(Interval::from_secs(90).to_string(), "90s");
         assert_eq!(Interval::from_secs(120).to_string(), "2m");
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn next_rotation_is_last_rotation_plus_interval() {
+        let next = next_rotation(at("2016-03-25T10:42:40Z"), Interval::from_days(365));
+        assert_eq!(next, Some(at("2017-03-25T10:42:40Z")));
+        assert_eq!(
+            next_rotation(at("9999-01-01T00:00:00Z"), Interval::from_days(730)),
+            None
+        );
+    }
+
+    #[test]
+    fn rotation_is_due_from_its_second_on_never_before() {
+        let due = at("2026-01-01T00:00:10Z");
+        assert!(!is_due(at("2026-01-01T00:00:09.999Z"), due));
+        assert!(is_due(at("2026-01-01T00:00:10Z"), due));
+        assert!(is_due(at("2026-01-01T00:00:10.5Z"), due));
+        assert!(is_due(at("2027-01-01T00:00:00Z"), due), "overdue is due");
+    }
+
+    #[test]
+    fn requeue_waits_until_due_rounded_up_and_capped() {
+        let max = std::time::Duration::from_secs(300);
+        let due = at("2026-01-01T00:00:10Z");
+        let secs = |now: &str| requeue_delay(at(now), due, max).as_secs();
+        assert_eq!(secs("2026-01-01T00:00:00Z"), 10);
+        assert_eq!(secs("2026-01-01T00:00:09.2Z"), 1, "rounded up, never early");
+        assert_eq!(secs("2026-01-01T00:00:10Z"), 0);
+        assert_eq!(secs("2026-01-01T00:01:00Z"), 0, "overdue: now");
+        assert_eq!(secs("2025-01-01T00:00:00Z"), 300, "far away: the cap");
     }
 
     #[test]

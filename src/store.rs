@@ -282,19 +282,22 @@ impl<'a> Store<'a> {
     }
 }
 
-/// Whether `secret` is a consumer Secret keyward created for Key `key_name`.
+/// Whether `secret` is a consumer Secret keyward created for Key `key_name`: its type (which
+/// cannot change after creation) and the annotation naming the Key, unless another manager
+/// claims it. A Secret whose labels were merely edited away is restored, not disowned.
 pub fn is_consumer_of(secret: &Secret, key_name: &str) -> bool {
-    let labels = secret.metadata.labels.as_ref();
     let annotations = secret.metadata.annotations.as_ref();
+    let manager = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY));
     secret.type_.as_deref() == Some(labels::CONSUMER_SECRET_TYPE)
-        && labels
-            .and_then(|l| l.get(labels::MANAGED_BY))
-            .map(String::as_str)
-            == Some(labels::MANAGED_BY_VALUE)
         && annotations
             .and_then(|a| a.get(labels::KEY))
             .map(String::as_str)
             == Some(key_name)
+        && manager.is_none_or(|m| m == labels::MANAGED_BY_VALUE)
 }
 
 /// The consumer Secret as it should be. When one exists, its metadata is kept (labels and

@@ -97,16 +97,20 @@ pub struct KeyRequest {
 }
 
 /// A CEL transition rule: once the key exists (its KeyMetadata is in status), `field` may only
-/// be omitted or repeat the value the key was created with. The controller enforces the same
-/// rule on effective values, for API servers that drop CEL rules (Kubernetes before 1.25).
+/// be omitted, repeat the value the key was created with, or stay as it was. The last clause
+/// matters because the API server runs root-level rules on status writes too: a spec that
+/// already disagrees with the record (a Key re-created over an old key's store) must not block
+/// the controller from reporting it. The controller enforces the rule on effective values, for
+/// API servers that drop CEL rules (Kubernetes before 1.25).
 fn immutable_rule(field: &str) -> kube::core::Rule {
     kube::core::Rule::new(format!(
         "!has(oldSelf.status) || !has(oldSelf.status.keyMetadata) || !has(self.spec.{field}) \
-         || self.spec.{field} == oldSelf.status.keyMetadata.{field}"
+         || self.spec.{field} == oldSelf.status.keyMetadata.{field} \
+         || (has(oldSelf.spec.{field}) && self.spec.{field} == oldSelf.spec.{field})"
     ))
     .message(kube::core::Message::Message(format!(
         "spec.{field} is immutable once the key exists: set it back to the value in \
-         status.keyMetadata.{field}, or create a new Key"
+         status.keyMetadata.{field}, or create a Key with another name"
     )))
 }
 
@@ -177,4 +181,289 @@ pub struct KeyMetadata {
     /// The rotation period in seconds (31536000s); only when rotation is Enabled or Suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_interval: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CRD's CEL transition rules, evaluated client-side with kube's CEL interpreter: the
+    //! test API server (Kubernetes 1.20) drops `x-kubernetes-validations`.
+
+    use kube::CustomResourceExt;
+    use kube::core::cel::{ErrorKind, ValidationErrors, validate_cel_update};
+
+    use super::*;
+
+    /// The four fields that are fixed once the key exists, with a valid value each that differs
+    /// from the value the key below was created with.
+    const IMMUTABLE: [(&str, &str); 4] = [
+        ("keySpec", "RSA_2048"),
+        ("keyUsage", "SIGN/VERIFY"),
+        ("origin", "EXTERNAL"),
+        ("protectionLevel", "HSM"),
+    ];
+
+    fn set(spec: &mut KeyRequest, field: &str, value: Option<&str>) {
+        let value = value.map(str::to_string);
+        match field {
+            "keySpec" => spec.key_spec = value,
+            "keyUsage" => spec.key_usage = value,
+            "origin" => spec.origin = value,
+            "protectionLevel" => spec.protection_level = value,
+            other => panic!("not an immutable field: {other}"),
+        }
+    }
+
+    /// The KeyMetadata of an Aliyun_AES_256 / ENCRYPT/DECRYPT / Aliyun_KMS / SOFTWARE key.
+    fn metadata() -> KeyMetadata {
+        KeyMetadata {
+            arn: "acs:kms:local:123456:key/k-1".into(),
+            automatic_rotation: AutomaticRotation::Disabled,
+            creation_date: "2016-03-25T10:42:40Z".into(),
+            creator: "123456".into(),
+            delete_date: None,
+            description: String::new(),
+            key_id: "k-1".into(),
+            key_spec: KeySpec::AliyunAes256,
+            key_state: KeyState::Enabled,
+            key_usage: KeyUsage::EncryptDecrypt,
+            last_rotation_date: Some("2016-03-25T10:42:40Z".into()),
+            material_expire_time: None,
+            next_rotation_date: None,
+            origin: Origin::AliyunKms,
+            primary_key_version: Some("v-1".into()),
+            protection_level: ProtectionLevel::Software,
+            rotation_interval: None,
+        }
+    }
+
+    /// The stored Key: every immutable field set to the value it was created with, and, when
+    /// `created`, the KeyMetadata in status.
+    fn stored(created: bool) -> Key {
+        let spec = KeyRequest {
+            key_spec: Some("Aliyun_AES_256".into()),
+            key_usage: Some("ENCRYPT/DECRYPT".into()),
+            origin: Some("Aliyun_KMS".into()),
+            protection_level: Some("SOFTWARE".into()),
+            ..KeyRequest::default()
+        };
+        let mut key = Key::new("payments", spec);
+        key.metadata.namespace = Some("default".into());
+        key.status = Some(KeyStatus {
+            key_metadata: created.then(metadata),
+            ..KeyStatus::default()
+        });
+        key
+    }
+
+    fn update(old: &Key, field: &str, value: Option<&str>) -> Result<(), ValidationErrors> {
+        let mut new = old.clone();
+        set(&mut new.spec, field, value);
+        validate_cel_update(&new, old)
+    }
+
+    fn message(field: &str) -> String {
+        format!(
+            "spec.{field} is immutable once the key exists: set it back to the value in \
+             status.keyMetadata.{field}, or create a Key with another name"
+        )
+    }
+
+    #[test]
+    fn changing_an_immutable_field_of_an_existing_key_is_rejected_with_the_rules_message() {
+        let old = stored(true);
+        for (field, other) in IMMUTABLE {
+            let errors = update(&old, field, Some(other))
+                .expect_err(&format!("changing spec.{field} should be rejected"))
+                .into_vec();
+            assert_eq!(errors.len(), 1, "{field}: {errors:?}");
+            let error = &errors[0];
+            assert_eq!(error.kind, ErrorKind::ValidationFailure, "{field}: {error}");
+            assert_eq!(error.message, message(field), "{field}");
+            assert_eq!(error.field_path, "", "{field}: a root-level rule");
+            assert!(
+                error.rule.contains(&format!("self.spec.{field} ==")),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn changing_an_immutable_field_is_rejected_even_when_the_old_spec_omitted_it() {
+        // The comparison is with the effective value in status, not with the old spec.
+        let mut old = stored(true);
+        old.spec = KeyRequest::default();
+        for (field, other) in IMMUTABLE {
+            let errors = update(&old, field, Some(other)).expect_err(field);
+            assert_eq!(errors[0].message, message(field), "{field}");
+        }
+    }
+
+    #[test]
+    fn an_immutable_field_can_change_while_the_key_does_not_exist() {
+        // An invalid Key is never created (no keyMetadata): it must stay fixable.
+        let without_metadata = stored(false);
+        let mut without_status = stored(false);
+        without_status.status = None;
+        for old in [without_metadata, without_status] {
+            for (field, other) in IMMUTABLE {
+                assert_eq!(update(&old, field, Some(other)), Ok(()), "{field}");
+            }
+        }
+    }
+
+    #[test]
+    fn omitting_an_immutable_field_of_an_existing_key_is_allowed() {
+        let old = stored(true);
+        for (field, _) in IMMUTABLE {
+            assert_eq!(update(&old, field, None), Ok(()), "{field}");
+        }
+    }
+
+    #[test]
+    fn repeating_the_value_of_an_existing_key_is_allowed() {
+        let old = stored(true);
+        for (field, value) in [
+            ("keySpec", "Aliyun_AES_256"),
+            ("keyUsage", "ENCRYPT/DECRYPT"),
+            ("origin", "Aliyun_KMS"),
+            ("protectionLevel", "SOFTWARE"),
+        ] {
+            assert_eq!(update(&old, field, Some(value)), Ok(()), "{field}");
+        }
+        // Setting a field the old spec omitted, to the effective value, is allowed too.
+        let mut old = stored(true);
+        old.spec = KeyRequest::default();
+        assert_eq!(update(&old, "keySpec", Some("Aliyun_AES_256")), Ok(()));
+    }
+
+    #[test]
+    fn mutable_fields_of_an_existing_key_can_change() {
+        let old = stored(true);
+        let mut new = old.clone();
+        new.spec.description = Some("rotated yearly".into());
+        new.spec.enable_automatic_rotation = Some(true);
+        new.spec.rotation_interval = Some("365d".into());
+        new.spec.secret_name = Some("payments-key".into());
+        assert_eq!(validate_cel_update(&new, &old), Ok(()));
+    }
+
+    #[test]
+    fn every_changed_immutable_field_is_reported() {
+        let old = stored(true);
+        let mut new = old.clone();
+        for (field, other) in IMMUTABLE {
+            set(&mut new.spec, field, Some(other));
+        }
+        let messages: Vec<String> = validate_cel_update(&new, &old)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        let expected: Vec<String> = IMMUTABLE.iter().map(|(f, _)| message(f)).collect();
+        assert_eq!(messages, expected);
+    }
+
+    #[test]
+    fn controller_status_writes_pass_the_rules() {
+        // Root-level rules also run on writes to the status subresource: the first write of
+        // keyMetadata, and later ones with an unchanged spec, must pass.
+        let before = stored(false);
+        let created = stored(true);
+        assert_eq!(validate_cel_update(&created, &before), Ok(()));
+        let mut later = created.clone();
+        later
+            .status
+            .as_mut()
+            .unwrap()
+            .key_metadata
+            .as_mut()
+            .unwrap()
+            .description = "new description".into();
+        assert_eq!(validate_cel_update(&later, &created), Ok(()));
+    }
+
+    #[test]
+    fn creation_is_not_checked_by_the_transition_rules() {
+        // Transition rules only run on updates; a new Key may ask for anything.
+        let mut key = stored(true);
+        for (field, other) in IMMUTABLE {
+            set(&mut key.spec, field, Some(other));
+        }
+        assert_eq!(kube::core::cel::validate_cel(&key), Ok(()));
+    }
+
+    #[test]
+    #[ignore = "kube-cel limitation: it treats a null-valued nullable field as present \
+                (has() is true), while the API server treats it as absent (kubernetes#106051), \
+                so `keySpec: null` passes there and fails here"]
+    fn explicit_null_counts_as_omitted() {
+        let old = stored(true);
+        let schema = serde_json::to_value(
+            Key::crd().spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .unwrap(),
+        )
+        .unwrap();
+        let old = serde_json::to_value(&old).unwrap();
+        for (field, _) in IMMUTABLE {
+            let mut new = old.clone();
+            new["spec"][field] = serde_json::Value::Null;
+            let result = kube::core::cel::Validator::new().validate(&schema, &new, Some(&old));
+            assert_eq!(result, Ok(()), "{field}: null");
+        }
+    }
+
+    #[test]
+    fn controller_status_write_passes_when_the_spec_already_disagrees() {
+        // A new Key named like a deleted one adopts the old store: the controller reports the
+        // store's AES key with ImmutableField, while the spec asks for RSA_2048.
+        let mut old = stored(true);
+        old.spec.key_spec = Some("RSA_2048".into());
+        old.spec.key_usage = Some("SIGN/VERIFY".into());
+        let mut new = old.clone();
+        new.status.as_mut().unwrap().secret_name = Some("payments".into());
+        assert_eq!(validate_cel_update(&new, &old), Ok(()));
+    }
+
+    #[test]
+    fn crd_carries_exactly_the_four_immutability_rules() {
+        let crd = Key::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("the CRD has a schema");
+        let rules: Vec<(String, Option<String>)> = schema
+            .x_kubernetes_validations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.field_path, None, "{}", r.rule);
+                assert_eq!(r.message_expression, None, "{}", r.rule);
+                assert_eq!(r.optional_old_self, None, "{}", r.rule);
+                (r.rule, r.message)
+            })
+            .collect();
+        let expected: Vec<(String, Option<String>)> = IMMUTABLE
+            .iter()
+            .map(|(field, _)| {
+                (
+                    format!(
+                        "!has(oldSelf.status) || !has(oldSelf.status.keyMetadata) || \
+                         !has(self.spec.{field}) || self.spec.{field} == \
+                         oldSelf.status.keyMetadata.{field} || (has(oldSelf.spec.{field}) \
+                         && self.spec.{field} == oldSelf.spec.{field})"
+                    ),
+                    Some(message(field)),
+                )
+            })
+            .collect();
+        assert_eq!(rules, expected);
+        // No rule anywhere below the root.
+        let json = serde_json::to_string(schema).unwrap();
+        assert_eq!(json.matches("x-kubernetes-validations").count(), 1);
+    }
 }
