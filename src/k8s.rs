@@ -65,6 +65,26 @@ impl Kube {
         }
     }
 
+    /// Replaces a Secret only if it is unchanged since it was read (its resourceVersion).
+    /// `None` when it changed meanwhile: the caller reads it again and re-plans.
+    pub async fn replace_if_unchanged(&self, secret: &Secret) -> Result<Option<Secret>, Error> {
+        let namespace = secret
+            .namespace()
+            .ok_or(Error::MissingObjectField("namespace"))?;
+        if secret.resource_version().is_none() {
+            return Err(Error::MissingObjectField("metadata.resourceVersion"));
+        }
+        let api = self.secrets(&namespace);
+        match api
+            .replace(&secret.name_any(), &PostParams::default(), secret)
+            .await
+        {
+            Ok(replaced) => Ok(Some(replaced)),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Creates or replaces the consumer Secret. A replace carries the resourceVersion it was
     /// planned from, so a concurrent change makes it fail (and the key is planned again).
     pub async fn write_consumer(&self, write: &SecretWrite) -> Result<(), Error> {

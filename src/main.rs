@@ -57,6 +57,19 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_MAX_ROTATION_INTERVAL", default_value = "730d", value_parser = interval_arg)]
     max_rotation_interval: Interval,
 
+    /// Shortest time between two versions of an asymmetric key, integer[unit] (the KMS: 7d).
+    #[arg(long, env = "KEYWARD_KEY_VERSION_MIN_INTERVAL", default_value = "7d", value_parser = interval_arg)]
+    key_version_min_interval: Interval,
+
+    /// Most asymmetric key versions across every key the operator manages, initial versions
+    /// included (the KMS: 50 per region).
+    #[arg(
+        long,
+        env = "KEYWARD_MAX_ASYMMETRIC_KEY_VERSIONS",
+        default_value_t = 50
+    )]
+    max_asymmetric_key_versions: usize,
+
     /// Log filter, as RUST_LOG (for example info, or keyward=debug,kube=info).
     #[arg(long, env = "KEYWARD_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -71,6 +84,10 @@ enum LogFormat {
     Text,
     Json,
 }
+
+/// The longest a rotating key waits before its schedule is looked at again: the most a
+/// wall-clock jump or a suspended process can delay a rotation.
+const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn interval_arg(text: &str) -> Result<Interval, String> {
     parse_interval(text).map_err(|e| format!("{text:?}: {e}"))
@@ -128,6 +145,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             max_rotation_interval: args.max_rotation_interval,
         },
         account_id,
+        max_requeue: MAX_REQUEUE,
+        key_version_min_interval: args.key_version_min_interval,
+        max_asymmetric_versions: args.max_asymmetric_key_versions,
     };
     tracing::info!(
         region = %settings.rules.region, account_id = %settings.account_id,

@@ -25,6 +25,11 @@ use crate::schedule::{format_kms_time, parse_kms_time};
 /// The store's entry holding the [`KeyRecord`] (no material in it).
 pub const RECORD_ENTRY: &str = "key.json";
 
+/// Store annotations that let the operator count versions from metadata alone (the limit on
+/// asymmetric versions), without reading any material.
+pub const KEY_SPEC_ANNOTATION: &str = "keyward.dev/key-spec";
+pub const VERSIONS_ANNOTATION: &str = "keyward.dev/versions";
+
 /// What the store records about a key: its identity and creation facts, fixed when the key is
 /// created, and its versions, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +53,10 @@ pub struct KeyRecord {
 pub struct VersionRecord {
     pub key_version_id: String,
     pub creation_date: String,
+    /// The UID of the KeyVersion that asked for this version, so that a request whose status
+    /// was never written (a crash) finds its version instead of minting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl KeyRecord {
@@ -134,18 +143,51 @@ pub fn new_store(
     if let (Some(material), Some(version)) = (initial, record.newest_version()) {
         data.extend(material_entries(&version.key_version_id, material));
     }
+    let mut metadata = managed_meta(
+        store_name(key_name),
+        namespace,
+        key_name,
+        labels::ROLE_MATERIAL,
+        &record.key_id,
+    );
+    let annotations = metadata.annotations.get_or_insert_default();
+    annotations.insert(KEY_SPEC_ANNOTATION.into(), record.key_spec.as_str().into());
+    annotations.insert(
+        VERSIONS_ANNOTATION.into(),
+        record.versions.len().to_string(),
+    );
     Secret {
-        metadata: managed_meta(
-            store_name(key_name),
-            namespace,
-            key_name,
-            labels::ROLE_MATERIAL,
-            &record.key_id,
-        ),
+        metadata,
         type_: Some(labels::MATERIAL_SECRET_TYPE.to_string()),
         data: Some(data),
         ..Secret::default()
     }
+}
+
+/// The store grown by one version: the record lists it, its material is added under its id,
+/// and nothing else changes. The Secret keeps the resourceVersion it was read at, so writing
+/// it back fails if anyone changed the store meanwhile. `None` if the version id is taken.
+pub fn with_new_version(
+    store: &Secret,
+    record: &KeyRecord,
+    version: &VersionRecord,
+    material: &Material,
+) -> Option<Secret> {
+    let mut grown = store.clone();
+    let data = grown.data.get_or_insert_default();
+    let entries = material_entries(&version.key_version_id, material);
+    if entries.iter().any(|(name, _)| data.contains_key(name)) {
+        return None;
+    }
+    data.extend(entries);
+    let mut record = record.clone();
+    record.versions.push(version.clone());
+    data.insert(RECORD_ENTRY.to_string(), record_bytes(&record));
+    grown.metadata.annotations.get_or_insert_default().insert(
+        VERSIONS_ANNOTATION.into(),
+        record.versions.len().to_string(),
+    );
+    Some(grown)
 }
 
 fn record_bytes(record: &KeyRecord) -> ByteString {
@@ -369,6 +411,7 @@ impl NewKeyRecord<'_> {
                 .map(|id| VersionRecord {
                     key_version_id: id.to_string(),
                     creation_date,
+                    requested_by: None,
                 })
                 .into_iter()
                 .collect(),

@@ -122,6 +122,11 @@ pub struct KeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_metadata: Option<KeyMetadata>,
 
+    /// Every version of the key, oldest first (KMS ListKeyVersions). The newest is the primary
+    /// version of a symmetric key and the default entries of an asymmetric key's Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_versions: Vec<KeyVersionEntry>,
+
     /// The Secret that holds the key material for consumers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
@@ -134,6 +139,16 @@ pub struct KeyStatus {
     /// The `metadata.generation` of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// One version of a key (KMS DescribeKeyVersion).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVersionEntry {
+    /// The ID of the version (a UUID).
+    pub key_version_id: String,
+    /// When the version was created, UTC to the second.
+    pub creation_date: String,
 }
 
 /// The KMS KeyMetadata, field for field. Times are UTC to the second (2016-03-25T10:42:40Z).

@@ -8,25 +8,28 @@ use kube::runtime::controller::Action;
 use uuid::Uuid;
 
 use super::Context;
-use crate::api::Key;
+use crate::api::{Key, KeySpec};
 use crate::error::Error;
-use crate::material;
-use crate::plan::{self, FreshIds, Observed, Plan};
-use crate::store;
+use crate::material::{self, Material};
+use crate::plan::{self, Converge, FreshIds, Note, Observed, Plan};
+use crate::store::{self, KeyRecord};
 
-/// A key is created at most once per reconcile; after that the plan can only converge.
-const MAX_PLANS: usize = 2;
+/// Creating a key and rotating it each take one plan; a lost race takes another. Past this,
+/// the reconcile ends and runs again shortly.
+const MAX_PLANS: usize = 4;
 
 pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = key
         .namespace()
         .ok_or(Error::MissingObjectField("metadata.namespace"))?;
     let name = key.name_any();
-    let secret_name = plan::consumer_secret_name(&key);
     let store_name = store::store_name(&name);
 
     let mut store = ctx.kube.get_secret(&namespace, &store_name).await?;
-    let consumer = ctx.kube.get_secret(&namespace, &secret_name).await?;
+    let consumer = ctx
+        .kube
+        .get_secret(&namespace, &plan::consumer_secret_name(&key))
+        .await?;
 
     for _ in 0..MAX_PLANS {
         let fresh = FreshIds {
@@ -40,49 +43,86 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         };
         match plan::plan(&observed, &ctx.settings, Timestamp::now(), &fresh) {
             Plan::CreateKey(new_key) => {
-                let spec = new_key.record.key_spec;
-                let material = if new_key.mint {
-                    // RSA takes hundreds of milliseconds: keep it off the async workers.
-                    Some(tokio::task::spawn_blocking(move || material::generate(spec)).await??)
-                } else {
-                    None
+                let material = match new_key.mint {
+                    true => Some(mint(new_key.record.key_spec).await?),
+                    false => None,
                 };
                 let secret =
                     store::new_store(&namespace, &name, &new_key.record, material.as_ref());
                 drop(material);
                 match ctx.kube.create_once(&secret).await? {
                     Some(created) => {
-                        tracing::info!(
-                            key = %name, namespace = %namespace, key_id = %new_key.record.key_id,
-                            key_spec = %spec, "created key"
-                        );
-                        let note = created_note(&new_key.record);
-                        ctx.kube.record(&key, &note).await;
+                        tracing::info!(key = %name, %namespace, key_id = %new_key.record.key_id,
+                            key_spec = %new_key.record.key_spec, "created key");
+                        ctx.kube.record(&key, &created_note(&new_key.record)).await;
                         store = Some(created);
                     }
                     // Another writer created the store first: theirs stands, ours is dropped.
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
             }
-            Plan::Converge(converge) => {
-                if let Some(write) = &converge.consumer {
-                    ctx.kube.write_consumer(write).await?;
+            Plan::AddVersion(new_version) => {
+                let Some(current) = store.as_ref() else {
+                    continue;
+                };
+                let material = mint(new_version.record.key_spec).await?;
+                let grown = store::with_new_version(
+                    current,
+                    &new_version.record,
+                    &new_version.version,
+                    &material,
+                );
+                drop(material);
+                let Some(grown) = grown else { continue };
+                match ctx.kube.replace_if_unchanged(&grown).await? {
+                    Some(replaced) => {
+                        let id = &new_version.version.key_version_id;
+                        tracing::info!(key = %name, %namespace, key_id = %new_version.record.key_id,
+                            key_version_id = %id, "rotated key");
+                        let note = Note {
+                            warning: false,
+                            reason: "KeyRotated",
+                            message: format!(
+                                "rotated key {}: version {id} is now the primary version",
+                                new_version.record.key_id
+                            ),
+                        };
+                        ctx.kube.record(&key, &note).await;
+                        store = Some(replaced);
+                    }
+                    // The store changed since it was read (another writer rotated it): read
+                    // it again and decide anew; the material minted here is dropped unused.
+                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
-                if let Some(status) = &converge.status {
-                    ctx.kube.apply_key_status(&key, status).await?;
-                }
-                for note in &converge.notes {
-                    ctx.kube.record(&key, note).await;
-                }
-                return Ok(Action::await_change());
             }
+            Plan::Converge(converge) => return apply(&ctx, &key, &converge).await,
         }
     }
-    // The store was created (or found) but could not be planned from in this pass.
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
 }
 
-fn created_note(record: &store::KeyRecord) -> plan::Note {
+/// Mints material off the async workers: RSA takes hundreds of milliseconds of CPU.
+async fn mint(spec: KeySpec) -> Result<Material, Error> {
+    Ok(tokio::task::spawn_blocking(move || material::generate(spec)).await??)
+}
+
+async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, Error> {
+    if let Some(write) = &converge.consumer {
+        ctx.kube.write_consumer(write).await?;
+    }
+    if let Some(status) = &converge.status {
+        ctx.kube.apply_key_status(key, status).await?;
+    }
+    for note in &converge.notes {
+        ctx.kube.record(key, note).await;
+    }
+    Ok(match converge.requeue_after {
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
+    })
+}
+
+fn created_note(record: &KeyRecord) -> Note {
     let message = match record.newest_version() {
         Some(v) => format!(
             "created key {} ({}) with initial version {}",
@@ -93,7 +133,7 @@ fn created_note(record: &store::KeyRecord) -> plan::Note {
             record.key_id, record.key_spec
         ),
     };
-    plan::Note {
+    Note {
         warning: false,
         reason: "KeyCreated",
         message,
