@@ -25,6 +25,16 @@ pub enum Code {
     MaterialStoreMissing,
     /// The material store exists but cannot be read (edited by hand, or another tool's Secret).
     MaterialStoreInvalid,
+    /// CreateKeyVersion: not available for this key, or too soon after the last version.
+    RejectedUnsupportedOperation,
+    /// CreateKeyVersion: the key is Disabled.
+    RejectedDisabled,
+    /// CreateKeyVersion: the key is PendingDeletion.
+    RejectedPendingDeletion,
+    /// CreateKeyVersion: the key awaits imported material.
+    RejectedPendingImport,
+    /// CreateKeyVersion: the limit of asymmetric key versions is reached.
+    RejectedLimitExceeded,
 }
 
 impl Code {
@@ -39,6 +49,11 @@ impl Code {
             Code::SecretNameConflict => "SecretNameConflict",
             Code::MaterialStoreMissing => "MaterialStoreMissing",
             Code::MaterialStoreInvalid => "MaterialStoreInvalid",
+            Code::RejectedUnsupportedOperation => "Rejected.UnsupportedOperation",
+            Code::RejectedDisabled => "Rejected.Disabled",
+            Code::RejectedPendingDeletion => "Rejected.PendingDeletion",
+            Code::RejectedPendingImport => "Rejected.PendingImport",
+            Code::RejectedLimitExceeded => "Rejected.LimitExceeded",
         }
     }
 
@@ -53,8 +68,42 @@ impl Code {
             Code::SecretNameConflict => "SecretNameConflict",
             Code::MaterialStoreMissing => "MaterialStoreMissing",
             Code::MaterialStoreInvalid => "MaterialStoreInvalid",
+            Code::RejectedUnsupportedOperation => "RejectedUnsupportedOperation",
+            Code::RejectedDisabled => "RejectedDisabled",
+            Code::RejectedPendingDeletion => "RejectedPendingDeletion",
+            Code::RejectedPendingImport => "RejectedPendingImport",
+            Code::RejectedLimitExceeded => "RejectedLimitExceeded",
         }
     }
+
+    /// Whether this is a final answer to a CreateKeyVersion request.
+    pub const fn is_final_rejection(self) -> bool {
+        matches!(
+            self,
+            Code::RejectedUnsupportedOperation
+                | Code::RejectedDisabled
+                | Code::RejectedPendingDeletion
+                | Code::RejectedPendingImport
+                | Code::RejectedLimitExceeded
+        )
+    }
+
+    /// Every code, for tests and documentation.
+    pub const ALL: &'static [Code] = &[
+        Code::InvalidParameter,
+        Code::MissingParameter,
+        Code::UnsupportedOperation,
+        Code::UnsupportedProtectionLevel,
+        Code::ImmutableField,
+        Code::SecretNameConflict,
+        Code::MaterialStoreMissing,
+        Code::MaterialStoreInvalid,
+        Code::RejectedUnsupportedOperation,
+        Code::RejectedDisabled,
+        Code::RejectedPendingDeletion,
+        Code::RejectedPendingImport,
+        Code::RejectedLimitExceeded,
+    ];
 }
 
 /// A refused request: what is wrong and what to set instead. Never carries key material.
@@ -135,17 +184,7 @@ mod tests {
 
     #[test]
     fn reasons_are_camel_case_without_dots() {
-        use Code::*;
-        for code in [
-            InvalidParameter,
-            MissingParameter,
-            UnsupportedOperation,
-            UnsupportedProtectionLevel,
-            ImmutableField,
-            SecretNameConflict,
-            MaterialStoreMissing,
-            MaterialStoreInvalid,
-        ] {
+        for &code in Code::ALL {
             let reason = code.reason();
             assert!(
                 reason.chars().next().unwrap().is_ascii_uppercase(),

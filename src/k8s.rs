@@ -7,9 +7,16 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{Key, KeyStatus};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::ListParams;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::labels;
+use crate::api::{Key, KeySpec};
 use crate::error::Error;
 use crate::plan::{Note, SecretWrite};
+use crate::store::{KEY_SPEC_ANNOTATION, VERSIONS_ANNOTATION};
 
 /// The field manager of every write, and the reporting controller of every event.
 pub const MANAGER: &str = "keyward";
@@ -114,27 +121,65 @@ impl Kube {
 
     /// Applies the whole status with server-side apply, so fields keyward no longer sets (for
     /// example `nextRotationDate` once rotation is off) are removed.
-    pub async fn apply_key_status(&self, key: &Key, status: &KeyStatus) -> Result<(), Error> {
-        let namespace = key
+    pub async fn apply_status<K>(&self, object: &K, status: &impl Serialize) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+        K: DeserializeOwned + Clone + std::fmt::Debug,
+    {
+        let namespace = object
             .namespace()
             .ok_or(Error::MissingObjectField("namespace"))?;
-        let api: Api<Key> = Api::namespaced(self.client.clone(), &namespace);
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         let body = json!({
-            "apiVersion": Key::api_version(&()),
-            "kind": Key::kind(&()),
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
             "status": status,
         });
-        api.patch_status(
-            &key.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
+        let params = PatchParams::apply(MANAGER).force();
+        api.patch_status(&object.name_any(), &params, &Patch::Apply(&body))
+            .await?;
         Ok(())
     }
 
-    /// Records an event on the Key. Events are best effort: a failure is logged, not retried.
-    pub async fn record(&self, key: &Key, note: &Note) {
+    /// A live read of a Key.
+    pub async fn get_key(&self, namespace: &str, name: &str) -> Result<Option<Key>, Error> {
+        let api: Api<Key> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?)
+    }
+
+    /// Asymmetric key versions across every key keyward manages in `namespace` (all namespaces
+    /// when `None`), counted from the stores' annotations: no material is read.
+    pub async fn count_asymmetric_versions(&self, namespace: Option<&str>) -> Result<usize, Error> {
+        let api: Api<Secret> = match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let selector = format!(
+            "{},{}={}",
+            labels::managed_selector(),
+            labels::ROLE,
+            labels::ROLE_MATERIAL
+        );
+        let stores = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
+        Ok(stores
+            .items
+            .iter()
+            .filter_map(|store| {
+                let annotations = store.metadata.annotations.as_ref()?;
+                let spec = KeySpec::parse(annotations.get(KEY_SPEC_ANNOTATION)?)?;
+                let versions = annotations
+                    .get(VERSIONS_ANNOTATION)?
+                    .parse::<usize>()
+                    .ok()?;
+                (!spec.is_symmetric()).then_some(versions)
+            })
+            .sum())
+    }
+
+    /// Records an event on `object`. Events are best effort: a failure is logged, not retried.
+    pub async fn record<K: Resource<DynamicType = ()>>(&self, object: &K, note: &Note) {
         let event = Event {
             type_: if note.warning {
                 EventType::Warning
@@ -146,8 +191,9 @@ impl Kube {
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &key.object_ref(&())).await {
-            tracing::warn!(key = %key.name_any(), reason = note.reason, error = %e, "could not record event");
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(object = %object.name_any(), reason = note.reason, error = %e,
+                "could not record event");
         }
     }
 

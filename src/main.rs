@@ -156,7 +156,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scope = Scope {
         namespace: args.watch_namespace,
     };
-    reconcile::run(Arc::new(Context::new(kube, settings)), scope).await;
+    reconcile::run(Arc::new(Context::new(kube, settings, scope))).await;
     tracing::info!("keyward stopped");
     Ok(())
 }

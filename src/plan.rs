@@ -18,6 +18,8 @@ use crate::rules::{self, RuleSettings, ValidKey};
 use crate::schedule::{self, Interval, format_kms_time};
 use crate::store::{self, KeyRecord, NewKeyRecord, Store, VersionRecord};
 
+pub mod key_version;
+
 /// The condition type that kstatus, Argo CD and Flux read.
 pub const READY: &str = "Ready";
 
@@ -462,14 +464,19 @@ fn check_immutable(valid: &ValidKey, record: &KeyRecord) -> Result<(), Rejection
     }
 }
 
-/// The KMS KeyMetadata of a stored key. Without a valid spec, the spec-dependent fields
-/// (description, rotation) take neutral values.
-pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata {
-    let key_state = if record.versions.is_empty() {
+/// The state of a stored key: a key without material awaits its import.
+pub fn key_state(record: &KeyRecord) -> KeyState {
+    if record.versions.is_empty() {
         KeyState::PendingImport
     } else {
         KeyState::Enabled
-    };
+    }
+}
+
+/// The KMS KeyMetadata of a stored key. Without a valid spec, the spec-dependent fields
+/// (description, rotation) take neutral values.
+pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata {
+    let key_state = key_state(record);
     let rotation = valid.and_then(|v| v.rotation);
     let automatic_rotation = match rotation {
         None => AutomaticRotation::Disabled,
@@ -549,62 +556,105 @@ fn converge_status(
 
 /// The status to write (if it changed) and the event that a change of readiness deserves.
 fn status_update(key: &Key, report: Report, outcome: Outcome, now: Timestamp) -> Converge {
-    let generation = key.metadata.generation;
     let previous = key.status.as_ref();
-    let previous_ready = previous.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
-    let (ready, reason, message, warning) = match outcome {
-        Outcome::Ready(message) => ("True", "KeyReady", message, false),
-        Outcome::PendingImport(message) => ("False", "PendingImport", message, false),
-        Outcome::Rejected(r) => ("False", r.code.reason(), r.to_string(), true),
+    let readiness = match outcome {
+        Outcome::Ready(message) => Readiness::ready("KeyReady", message),
+        Outcome::PendingImport(message) => Readiness::waiting("PendingImport", message),
+        Outcome::Rejected(rejection) => Readiness::rejected(&rejection),
     };
-    let last_transition_time = match previous_ready {
-        Some(c) if c.status == ready => c.last_transition_time.clone(),
-        _ => Time(crate::schedule::truncate_to_second(now)),
-    };
-    let condition = Condition {
-        type_: READY.to_string(),
-        status: ready.to_string(),
-        reason: reason.to_string(),
-        message: message.clone(),
-        observed_generation: generation,
-        last_transition_time,
-    };
-    let mut conditions: Vec<Condition> = previous
-        .map(|s| {
-            s.conditions
-                .iter()
-                .filter(|c| c.type_ != READY)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    conditions.push(condition);
+    let previous_conditions = previous.map_or(&[][..], |s| s.conditions.as_slice());
+    let (conditions, note) =
+        ready_conditions(previous_conditions, readiness, key.metadata.generation, now);
     let desired = KeyStatus {
         key_metadata: report.metadata,
         key_versions: report.versions,
         secret_name: report.secret_name,
         conditions,
-        observed_generation: generation,
-    };
-
-    let changed_readiness = previous_ready
-        .is_none_or(|c| c.status != ready || c.reason != reason || c.message != message);
-    let notes = if changed_readiness {
-        vec![Note {
-            warning,
-            reason,
-            message,
-        }]
-    } else {
-        Vec::new()
+        observed_generation: key.metadata.generation,
     };
     let status = (previous != Some(&desired)).then_some(desired);
     Converge {
         consumer: None,
         status,
-        notes,
+        notes: note.into_iter().collect(),
         requeue_after: None,
     }
+}
+
+/// What the Ready condition should say.
+pub(crate) struct Readiness {
+    ready: bool,
+    reason: &'static str,
+    message: String,
+    warning: bool,
+}
+
+impl Readiness {
+    pub(crate) fn ready(reason: &'static str, message: String) -> Self {
+        Readiness {
+            ready: true,
+            reason,
+            message,
+            warning: false,
+        }
+    }
+
+    /// Not ready, and nothing is wrong: waiting for something to happen.
+    pub(crate) fn waiting(reason: &'static str, message: String) -> Self {
+        Readiness {
+            ready: false,
+            reason,
+            message,
+            warning: false,
+        }
+    }
+
+    pub(crate) fn rejected(rejection: &Rejection) -> Self {
+        Readiness {
+            ready: false,
+            reason: rejection.code.reason(),
+            message: rejection.to_string(),
+            warning: true,
+        }
+    }
+}
+
+/// The conditions with Ready set as `readiness` says (others kept), and the event to record if
+/// readiness changed. `lastTransitionTime` only moves when the condition's status does.
+pub(crate) fn ready_conditions(
+    previous: &[Condition],
+    readiness: Readiness,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> (Vec<Condition>, Option<Note>) {
+    let status = if readiness.ready { "True" } else { "False" };
+    let previous_ready = previous.iter().find(|c| c.type_ == READY);
+    let last_transition_time = match previous_ready {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(schedule::truncate_to_second(now)),
+    };
+    let changed = previous_ready.is_none_or(|c| {
+        c.status != status || c.reason != readiness.reason || c.message != readiness.message
+    });
+    let mut conditions: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != READY)
+        .cloned()
+        .collect();
+    conditions.push(Condition {
+        type_: READY.to_string(),
+        status: status.to_string(),
+        reason: readiness.reason.to_string(),
+        message: readiness.message.clone(),
+        observed_generation: generation,
+        last_transition_time,
+    });
+    let note = changed.then(|| Note {
+        warning: readiness.warning,
+        reason: readiness.reason,
+        message: readiness.message,
+    });
+    (conditions, note)
 }
 
 #[cfg(test)]

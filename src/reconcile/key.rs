@@ -7,10 +7,9 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use uuid::Uuid;
 
-use super::Context;
-use crate::api::{Key, KeySpec};
+use super::{Context, mint};
+use crate::api::Key;
 use crate::error::Error;
-use crate::material::{self, Material};
 use crate::plan::{self, Converge, FreshIds, Note, Observed, Plan};
 use crate::store::{self, KeyRecord};
 
@@ -54,7 +53,9 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                     Some(created) => {
                         tracing::info!(key = %name, %namespace, key_id = %new_key.record.key_id,
                             key_spec = %new_key.record.key_spec, "created key");
-                        ctx.kube.record(&key, &created_note(&new_key.record)).await;
+                        ctx.kube
+                            .record(key.as_ref(), &created_note(&new_key.record))
+                            .await;
                         store = Some(created);
                     }
                     // Another writer created the store first: theirs stands, ours is dropped.
@@ -87,7 +88,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                                 new_version.record.key_id
                             ),
                         };
-                        ctx.kube.record(&key, &note).await;
+                        ctx.kube.record(key.as_ref(), &note).await;
                         store = Some(replaced);
                     }
                     // The store changed since it was read (another writer rotated it): read
@@ -101,17 +102,12 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
 }
 
-/// Mints material off the async workers: RSA takes hundreds of milliseconds of CPU.
-async fn mint(spec: KeySpec) -> Result<Material, Error> {
-    Ok(tokio::task::spawn_blocking(move || material::generate(spec)).await??)
-}
-
 async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, Error> {
     if let Some(write) = &converge.consumer {
         ctx.kube.write_consumer(write).await?;
     }
     if let Some(status) = &converge.status {
-        ctx.kube.apply_key_status(key, status).await?;
+        ctx.kube.apply_status(key, status).await?;
     }
     for note in &converge.notes {
         ctx.kube.record(key, note).await;

@@ -1,6 +1,7 @@
 //! The controllers: which objects trigger which reconciler, and how failures are retried.
 
 mod key;
+mod key_version;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,36 +10,50 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
-use crate::api::Key;
 use crate::api::labels;
+use crate::api::{Key, KeySpec, KeyVersion};
 use crate::error::Error;
 use crate::k8s::Kube;
+use crate::material::{self, Material};
 use crate::plan::PlanSettings;
 
 /// What every reconcile shares.
 pub struct Context {
     pub kube: Kube,
     pub settings: PlanSettings,
-    /// Consecutive failures per Key, for exponential backoff; cleared on success.
-    failures: Mutex<HashMap<ObjectRef<Key>, u32>>,
+    pub scope: Scope,
+    /// Consecutive failures per object, for exponential backoff; cleared on success.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(kube: Kube, settings: PlanSettings) -> Self {
+    pub fn new(kube: Kube, settings: PlanSettings, scope: Scope) -> Self {
         Context {
             kube,
             settings,
+            scope,
             failures: Mutex::default(),
         }
     }
+
+    fn failed(&self, object: String) -> u32 {
+        let mut counts = self.failures.lock().expect("failure counts");
+        let count = counts.entry(object).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn succeeded(&self, object: &str) {
+        self.failures.lock().expect("failure counts").remove(object);
+    }
 }
 
-/// Where the controller looks: one namespace, or all of them.
+/// Where the controllers look: one namespace, or all of them.
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub namespace: Option<String>,
@@ -47,7 +62,7 @@ pub struct Scope {
 impl Scope {
     fn api<K>(&self, client: kube::Client) -> Api<K>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         K::DynamicType: Default,
     {
         match &self.namespace {
@@ -57,28 +72,61 @@ impl Scope {
     }
 }
 
-/// Runs the Key controller until a shutdown signal.
-pub async fn run(ctx: Arc<Context>, scope: Scope) {
+/// Runs the Key and KeyVersion controllers until a shutdown signal.
+pub async fn run(ctx: Arc<Context>) {
+    futures::join!(run_keys(ctx.clone()), run_key_versions(ctx));
+}
+
+async fn run_keys(ctx: Arc<Context>) {
     let client = ctx.kube.client().clone();
-    let keys: Api<Key> = scope.api(client.clone());
+    let keys: Api<Key> = ctx.scope.api(client.clone());
     // Only keyward's Secrets, and only their metadata: key bytes never enter the cache, and
     // the cluster's other Secrets cost nothing.
-    let secrets: Api<PartialObjectMeta<Secret>> = scope.api(client);
-    let secret_changes = watcher(
-        secrets,
-        watcher::Config::default().labels(&labels::managed_selector()),
-    )
-    .touched_objects();
+    let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client);
+    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let secret_changes = watcher(secrets, managed).touched_objects();
 
     Controller::new(keys, watcher::Config::default())
         .watches_stream(secret_changes, key_of_secret)
         .shutdown_on_signal()
-        .run(reconcile_key, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile did not complete");
-            }
-        })
+        .run(
+            |key, ctx| retried(key, ctx, key::reconcile),
+            error_policy,
+            ctx,
+        )
+        .for_each(log_outcome)
+        .await;
+}
+
+async fn run_key_versions(ctx: Arc<Context>) {
+    let client = ctx.kube.client().clone();
+    let requests: Api<KeyVersion> = ctx.scope.api(client.clone());
+    let keys: Api<Key> = ctx.scope.api(client);
+    let controller = Controller::new(requests, watcher::Config::default());
+    // A Key appearing or changing wakes the requests that name it.
+    let cached_requests = controller.store();
+    let requests_for_key = move |key: Key| {
+        let namespace = key.namespace();
+        let name = key.name_any();
+        cached_requests
+            .state()
+            .into_iter()
+            .filter(|r| r.namespace() == namespace && r.spec.key_ref.name == name)
+            .map(|r| ObjectRef::from(r.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    controller
+        .watches(keys, watcher::Config::default(), requests_for_key)
+        // One request at a time: the limit on asymmetric versions is checked and taken in one
+        // step, so two requests cannot both take the last place.
+        .with_config(controller::Config::default().concurrency(1))
+        .shutdown_on_signal()
+        .run(
+            |request, ctx| retried(request, ctx, key_version::reconcile),
+            error_policy,
+            ctx,
+        )
+        .for_each(log_outcome)
         .await;
 }
 
@@ -89,37 +137,62 @@ fn key_of_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<Key>> {
     Some(ObjectRef::new(name).within(&namespace))
 }
 
-async fn reconcile_key(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let result = key::reconcile(key.clone(), ctx.clone()).await;
+/// Runs a reconciler, clearing the object's failure count when it succeeds.
+async fn retried<K, F, Fut>(
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let id = object_id(object.as_ref());
+    let result = reconcile(object, ctx.clone()).await;
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .expect("failure counts")
-            .remove(&ObjectRef::from(key.as_ref()));
+        ctx.succeeded(&id);
     }
     result
 }
 
-/// Retries a failed reconcile with per-key exponential backoff, 1 s doubling to 5 minutes.
-fn error_policy(key: Arc<Key>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = {
-        let mut counts = ctx.failures.lock().expect("failure counts");
-        let count = counts.entry(ObjectRef::from(key.as_ref())).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    };
-    let delay = backoff(failures);
-    tracing::warn!(
-        key = %key.name_any(), namespace = key.namespace().as_deref().unwrap_or(""),
-        category = error.category(), error = %error, retry_in = ?delay, "reconcile failed"
-    );
+/// Retries a failed reconcile with per-object exponential backoff, 1 s doubling to 5 minutes.
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let id = object_id(object.as_ref());
+    let delay = backoff(ctx.failed(id.clone()));
+    tracing::warn!(object = %id, category = error.category(), error = %error, retry_in = ?delay,
+        "reconcile failed");
     Action::requeue(delay)
+}
+
+fn object_id<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
 fn backoff(failures: u32) -> Duration {
     const MAX: Duration = Duration::from_secs(300);
     let exponent = failures.saturating_sub(1).min(16);
     Duration::from_secs(1u64 << exponent).min(MAX)
+}
+
+async fn log_outcome<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "reconcile did not complete");
+    }
+}
+
+/// Mints material off the async workers: RSA takes hundreds of milliseconds of CPU.
+async fn mint(spec: KeySpec) -> Result<Material, Error> {
+    Ok(tokio::task::spawn_blocking(move || material::generate(spec)).await??)
 }
 
 #[cfg(test)]

@@ -1,0 +1,226 @@
+//! A CreateKeyVersion request (a `KeyVersion`) + its key + now -> what to do (pure).
+//!
+//! The seed's rules: the key must be asymmetric and Enabled, at least the minimum interval
+//! must have passed since its last version, and the operator's asymmetric versions must stay
+//! within the limit. A rejection is final, like a failed API call. A request whose key does
+//! not exist yet waits for it: GitOps may apply them in any order.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
+use super::{NewVersion, Note, PlanSettings, Readiness, ready_conditions};
+use crate::api::key_version::{KeyVersion, KeyVersionMetadata, KeyVersionStatus};
+use crate::api::{Key, KeyState};
+use crate::error::{Code, Rejection};
+use crate::schedule::{format_kms_time, next_rotation, truncate_to_second};
+use crate::store::{KeyRecord, Store, VersionRecord};
+
+/// Ready reasons of a request that is not (or not yet) a rejection.
+pub const CREATED: &str = "Created";
+pub const WAITING_FOR_KEY: &str = "WaitingForKey";
+
+/// What the request reconciler saw.
+pub struct ObservedRequest<'a> {
+    pub request: &'a KeyVersion,
+    /// The Key named by `spec.keyRef`, if it exists.
+    pub key: Option<&'a Key>,
+    /// That Key's material store, if it exists.
+    pub store: Option<&'a Secret>,
+    /// Asymmetric versions across every key the operator manages, initial versions included.
+    pub asymmetric_versions: usize,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RequestPlan {
+    /// Mint the requested version and add it to the key's store; then plan again.
+    AddVersion(NewVersion),
+    /// Write the status (`None`: unchanged) and record the notes.
+    Report {
+        status: Option<KeyVersionStatus>,
+        notes: Vec<Note>,
+    },
+}
+
+pub fn plan_request(
+    observed: &ObservedRequest<'_>,
+    settings: &PlanSettings,
+    now: Timestamp,
+    fresh_version_id: &str,
+) -> RequestPlan {
+    let request = observed.request;
+    let key_name = &request.spec.key_ref.name;
+    let uid = request.uid();
+    let store = observed.store.and_then(|s| Store::read(s, key_name).ok());
+
+    // Already done: the store lists the version this request asked for (its status may not
+    // have been written if the operator stopped in between), or the status says so.
+    let fulfilled = store.as_ref().and_then(|store| {
+        let version = store
+            .record
+            .versions
+            .iter()
+            .find(|v| v.requested_by == uid && uid.is_some())?;
+        Some(response(&store.record, version))
+    });
+    if let Some(done) = fulfilled.or_else(|| previous_response(request)) {
+        return report_created(request, done, now);
+    }
+    if is_finally_rejected(request) {
+        // A refused request stays refused, like a failed API call.
+        return RequestPlan::Report {
+            status: None,
+            notes: Vec::new(),
+        };
+    }
+
+    let Some(store) = store else {
+        let message = match (observed.key, observed.store) {
+            (None, _) => format!("waiting for Key {key_name} to exist in this namespace"),
+            (Some(_), None) => format!("waiting for Key {key_name} to be created"),
+            (Some(_), Some(_)) => format!("waiting for Key {key_name} to become usable"),
+        };
+        return report(
+            request,
+            None,
+            Readiness::waiting(WAITING_FOR_KEY, message),
+            now,
+        );
+    };
+    match check_rules(
+        key_name,
+        &store.record,
+        observed.asymmetric_versions,
+        settings,
+        now,
+    ) {
+        Err(rejection) => report(request, None, Readiness::rejected(&rejection), now),
+        Ok(()) => RequestPlan::AddVersion(NewVersion {
+            record: store.record.clone(),
+            version: VersionRecord {
+                key_version_id: fresh_version_id.to_string(),
+                creation_date: format_kms_time(truncate_to_second(now)),
+                requested_by: uid,
+            },
+        }),
+    }
+}
+
+/// The seed's CreateKeyVersion rules, in the order the KMS checks them.
+fn check_rules(
+    key_name: &str,
+    record: &KeyRecord,
+    asymmetric_versions: usize,
+    settings: &PlanSettings,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    let key_id = &record.key_id;
+    if record.key_spec.is_symmetric() {
+        return Err(Rejection::new(
+            Code::RejectedUnsupportedOperation,
+            format!(
+                "CreateKeyVersion is available only for asymmetric keys; key {key_name} \
+                 ({key_id}) is {}: symmetric keys take new versions by automatic rotation \
+                 (spec.enableAutomaticRotation)",
+                record.key_spec
+            ),
+        ));
+    }
+    match super::key_state(record) {
+        KeyState::Enabled => {}
+        state => {
+            let code = match state {
+                KeyState::Disabled => Code::RejectedDisabled,
+                KeyState::PendingDeletion => Code::RejectedPendingDeletion,
+                _ => Code::RejectedPendingImport,
+            };
+            return Err(Rejection::new(
+                code,
+                format!("key {key_name} ({key_id}) is {state}: new versions need an Enabled key"),
+            ));
+        }
+    }
+    if let Some(last) = record.last_rotation() {
+        let min = settings.key_version_min_interval;
+        let allowed_from = next_rotation(last, min).unwrap_or(Timestamp::MAX);
+        if now < allowed_from {
+            return Err(Rejection::new(
+                Code::RejectedUnsupportedOperation,
+                format!(
+                    "the last version of key {key_name} ({key_id}) was created at {}; versions \
+                     must be at least {min} apart: a new version is allowed from {}",
+                    format_kms_time(last),
+                    format_kms_time(allowed_from)
+                ),
+            ));
+        }
+    }
+    let max = settings.max_asymmetric_versions;
+    if asymmetric_versions >= max {
+        return Err(Rejection::new(
+            Code::RejectedLimitExceeded,
+            format!(
+                "the operator already holds {asymmetric_versions} asymmetric key versions, the \
+                 limit is {max} (--max-asymmetric-key-versions): delete unneeded asymmetric keys \
+                 or raise the limit"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The CreateKeyVersion response for `version` of the key in `record`.
+fn response(record: &KeyRecord, version: &VersionRecord) -> KeyVersionMetadata {
+    KeyVersionMetadata {
+        key_id: record.key_id.clone(),
+        key_version_id: version.key_version_id.clone(),
+        creation_date: version.creation_date.clone(),
+    }
+}
+
+fn previous_response(request: &KeyVersion) -> Option<KeyVersionMetadata> {
+    request.status.as_ref()?.key_version.clone()
+}
+
+/// Whether the request already got a final rejection.
+fn is_finally_rejected(request: &KeyVersion) -> bool {
+    let ready = request
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == super::READY);
+    ready.is_some_and(|ready| {
+        Code::ALL
+            .iter()
+            .any(|code| code.is_final_rejection() && code.reason() == ready.reason)
+    })
+}
+
+fn report_created(request: &KeyVersion, done: KeyVersionMetadata, now: Timestamp) -> RequestPlan {
+    let message = format!(
+        "version {} of key {} was created at {}",
+        done.key_version_id, done.key_id, done.creation_date
+    );
+    report(request, Some(done), Readiness::ready(CREATED, message), now)
+}
+
+fn report(
+    request: &KeyVersion,
+    response: Option<KeyVersionMetadata>,
+    readiness: Readiness,
+    now: Timestamp,
+) -> RequestPlan {
+    let previous = request.status.as_ref();
+    let previous_conditions = previous.map_or(&[][..], |s| s.conditions.as_slice());
+    let generation = request.metadata.generation;
+    let (conditions, note) = ready_conditions(previous_conditions, readiness, generation, now);
+    let desired = KeyVersionStatus {
+        key_version: response,
+        conditions,
+        observed_generation: generation,
+    };
+    RequestPlan::Report {
+        status: (previous != Some(&desired)).then_some(desired),
+        notes: note.into_iter().collect(),
+    }
+}

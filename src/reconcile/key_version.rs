@@ -1,0 +1,80 @@
+//! The KeyVersion reconciler: observe (live reads) -> plan (pure) -> act (through `k8s`).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use uuid::Uuid;
+
+use super::{Context, mint};
+use crate::api::KeyVersion;
+use crate::error::Error;
+use crate::plan::key_version::{ObservedRequest, RequestPlan, plan_request};
+use crate::store;
+
+/// Adding the version takes one plan, a lost race another; then the request is reported.
+const MAX_PLANS: usize = 4;
+
+pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = request
+        .namespace()
+        .ok_or(Error::MissingObjectField("metadata.namespace"))?;
+    let key_name = &request.spec.key_ref.name;
+    let store_name = store::store_name(key_name);
+
+    let key = ctx.kube.get_key(&namespace, key_name).await?;
+    let mut store = ctx.kube.get_secret(&namespace, &store_name).await?;
+
+    for _ in 0..MAX_PLANS {
+        // Counted afresh for every plan: the limit holds across all keys, and this controller
+        // runs one request at a time so two requests cannot both take the last place.
+        let asymmetric_versions = ctx
+            .kube
+            .count_asymmetric_versions(ctx.scope.namespace.as_deref())
+            .await?;
+        let observed = ObservedRequest {
+            request: &request,
+            key: key.as_ref(),
+            store: store.as_ref(),
+            asymmetric_versions,
+        };
+        let version_id = Uuid::new_v4().to_string();
+        match plan_request(&observed, &ctx.settings, Timestamp::now(), &version_id) {
+            RequestPlan::AddVersion(new_version) => {
+                let Some(current) = store.as_ref() else {
+                    continue;
+                };
+                let material = mint(new_version.record.key_spec).await?;
+                let grown = store::with_new_version(
+                    current,
+                    &new_version.record,
+                    &new_version.version,
+                    &material,
+                );
+                drop(material);
+                let Some(grown) = grown else { continue };
+                match ctx.kube.replace_if_unchanged(&grown).await? {
+                    Some(replaced) => {
+                        tracing::info!(key = %key_name, %namespace,
+                            key_id = %new_version.record.key_id, key_version_id = %version_id,
+                            request = %request.name_any(), "created key version");
+                        store = Some(replaced);
+                    }
+                    // The store changed since it was read: read it again and decide anew.
+                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
+                }
+            }
+            RequestPlan::Report { status, notes } => {
+                if let Some(status) = &status {
+                    ctx.kube.apply_status(request.as_ref(), status).await?;
+                }
+                for note in &notes {
+                    ctx.kube.record(request.as_ref(), note).await;
+                }
+                return Ok(Action::await_change());
+            }
+        }
+    }
+    Ok(Action::requeue(std::time::Duration::from_secs(1)))
+}
