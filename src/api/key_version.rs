@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 /// it, and every older version stays available under its id. A rejected request stays
 /// rejected, like a failed API call; create a new KeyVersion to try again.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Each printcolumn(...) names its own type_; clippy reads them as one repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "keyward.dev",
     version = "v1alpha1",
