@@ -649,7 +649,7 @@ pub(crate) fn ready_conditions(
         observed_generation: generation,
         last_transition_time,
     });
-    let note = changed.then(|| Note {
+    let note = changed.then_some(Note {
         warning: readiness.warning,
         reason: readiness.reason,
         message: readiness.message,
