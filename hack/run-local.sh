@@ -30,24 +30,31 @@ export KUBECONFIG=$cluster_dir/kubeconfig
 "$kubectl" apply --validate=false -f crds/
 "$kubectl" wait --for condition=established --timeout=60s -f crds/ >/dev/null
 
-target/debug/keyward run 2>"$cluster_dir/operator.log" &
+# The KeyVersion example is applied together with its Key: a development cluster may skip the
+# KMS's 7 days between versions.
+target/debug/keyward run --key-version-min-interval 0s 2>"$cluster_dir/operator.log" &
 operator_pid=$!
 
 namespace=keyward-demo
 "$kubectl" create namespace "$namespace" >/dev/null
 "$kubectl" apply -n "$namespace" -f examples/
-if ! "$kubectl" wait -n "$namespace" --for condition=Ready key --all --timeout=120s >/dev/null; then
+if ! "$kubectl" wait -n "$namespace" --for condition=Ready key,keyversion --all --timeout=120s >/dev/null; then
   echo "keys did not become Ready; operator log:" >&2
   tail -n 40 "$cluster_dir/operator.log" >&2
   exit 1
 fi
 
 echo
-"$kubectl" get -n "$namespace" keys
+"$kubectl" get -n "$namespace" keys,keyversions
 for key in $("$kubectl" get -n "$namespace" keys -o name); do
   echo
   echo "== $key"
   "$kubectl" get -n "$namespace" "$key" -o json | jq '{KeyMetadata: .status.keyMetadata}'
+done
+for request in $("$kubectl" get -n "$namespace" keyversions -o name); do
+  echo
+  echo "== $request"
+  "$kubectl" get -n "$namespace" "$request" -o json | jq '{KeyVersion: .status.keyVersion}'
 done
 
 if $keep; then

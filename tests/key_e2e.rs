@@ -39,8 +39,10 @@ async fn kube_system_uid(env: &TestEnv) -> String {
 /// Every example is applied; each key spec gets working material and the seed's KeyMetadata.
 #[tokio::test]
 async fn every_key_spec_gets_material_in_its_secret_and_metadata_in_status() {
-    let env = TestEnv::with_operator("every-key-spec").await;
-    let names = env.apply_examples().await;
+    let mut env = TestEnv::new("every-key-spec").await;
+    // The KeyVersion example is applied with its Key: allow it without the KMS's 7 days.
+    env.start_operator(&["--key-version-min-interval", "0s"]);
+    let names = env.apply_examples("Key").await;
     assert_eq!(
         names.len(),
         7,
@@ -176,6 +178,31 @@ async fn every_key_spec_gets_material_in_its_secret_and_metadata_in_status() {
     specs_seen.sort_by_key(|s| s.as_str());
     specs_seen.dedup();
     assert_eq!(specs_seen.len(), 6, "all six key specs: {specs_seen:?}");
+
+    // The KeyVersion example: a second RSA version, served by default, the first kept.
+    assert_eq!(env.apply_examples("KeyVersion").await, ["envelope-rsa-v2"]);
+    let rsa = env
+        .wait_key("envelope-rsa", "with two versions", |k| {
+            k.status.as_ref().is_some_and(|s| s.key_versions.len() == 2)
+        })
+        .await;
+    let versions = rsa.status.unwrap().key_versions;
+    let deadline = std::time::Instant::now() + common::CONVERGE;
+    loop {
+        let secret = env.secret("envelope-rsa").await.unwrap();
+        if entry(&secret, "keyVersionId") == versions[1].key_version_id.as_bytes() {
+            let first = format!("{}.private.pem", versions[0].key_version_id);
+            openssl(&["pkey", "-check", "-noout"], entry(&secret, &first));
+            openssl(&["pkey", "-check", "-noout"], entry(&secret, "private.pem"));
+            assert_ne!(entry(&secret, &first), entry(&secret, "private.pem"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new version is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The Secret's symmetric bytes work as a key of their algorithm in OpenSSL.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use keyward::api::Key;
+use keyward::api::{Key, KeyVersion};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
@@ -143,13 +143,32 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("applying Key {}: {e}", key.name_any()))
     }
 
-    /// Applies every manifest in examples/, returning the Key names.
-    pub async fn apply_examples(&self) -> Vec<String> {
+    /// Server-side applies a KeyVersion manifest (YAML) into this namespace.
+    pub async fn apply_key_version(&self, manifest: &str) -> KeyVersion {
+        let mut request: KeyVersion =
+            serde_yaml::from_str(manifest).expect("a KeyVersion manifest");
+        request.metadata.namespace = Some(self.namespace.clone());
+        let api: Api<KeyVersion> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = PatchParams::apply("keyward-test").force();
+        api.patch(&request.name_any(), &params, &Patch::Apply(&request))
+            .await
+            .unwrap_or_else(|e| panic!("applying KeyVersion {}: {e}", request.name_any()))
+    }
+
+    /// Applies every manifest of `kind` (Key or KeyVersion) in examples/, returning names.
+    pub async fn apply_examples(&self, kind: &str) -> Vec<String> {
         let mut names = Vec::new();
         for path in example_files() {
             let text = std::fs::read_to_string(&path).expect("example");
-            for doc in text.split("\n---\n").filter(|d| d.contains("kind: Key")) {
-                names.push(self.apply_key(doc).await.name_any());
+            for doc in text.split("\n---\n") {
+                match doc.lines().find(|l| l.starts_with("kind: ")) {
+                    Some(line) if line != format!("kind: {kind}") => {}
+                    Some("kind: Key") => names.push(self.apply_key(doc).await.name_any()),
+                    Some("kind: KeyVersion") => {
+                        names.push(self.apply_key_version(doc).await.name_any())
+                    }
+                    other => panic!("{}: unexpected document {other:?}", path.display()),
+                }
             }
         }
         names
