@@ -2,8 +2,10 @@
 //! events. Every write is create-only or conditional where a lost race could lose material.
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -27,19 +29,14 @@ const MAX_NOTE_BYTES: usize = 1024;
 #[derive(Clone)]
 pub struct Kube {
     client: Client,
-    recorder: Recorder,
+    /// Which operator process reports events (the pod name in a cluster).
+    instance: String,
 }
 
 impl Kube {
     pub fn new(client: Client, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.to_string(),
-            instance,
-        };
-        Kube {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-        }
+        let instance = instance.unwrap_or_else(|| MANAGER.to_string());
+        Kube { client, instance }
     }
 
     pub fn client(&self) -> &Client {
@@ -178,20 +175,39 @@ impl Kube {
             .sum())
     }
 
-    /// Records an event on `object`. Events are best effort: a failure is logged, not retried.
+    /// Records an event on `object`. keyward records events only when something changed, so
+    /// each is created on its own rather than folded into a series: kube's event recorder
+    /// merges events of the same reason and would drop a new message. Events are best effort:
+    /// a failure is logged, not retried.
     pub async fn record<K: Resource<DynamicType = ()>>(&self, object: &K, note: &Note) {
+        let regarding = object.object_ref(&());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = format!(
+            "{}.{}",
+            object.name_any().chars().take(200).collect::<String>(),
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
         let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
             },
-            reason: note.reason.to_string(),
+            event_time: Some(MicroTime(jiff::Timestamp::now())),
+            type_: Some(if note.warning { "Warning" } else { "Normal" }.to_string()),
+            reason: Some(note.reason.to_string()),
             note: Some(truncate(&note.message, MAX_NOTE_BYTES)),
-            action: "Reconcile".to_string(),
-            secondary: None,
+            action: Some("Reconcile".to_string()),
+            regarding: Some(regarding),
+            reporting_controller: Some(MANAGER.to_string()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(e) = events.create(&PostParams::default(), &event).await {
             tracing::warn!(object = %object.name_any(), reason = note.reason, error = %e,
                 "could not record event");
         }

@@ -326,7 +326,25 @@ fn plan_consumer(
         return Err(secret_name_conflict(secret_name));
     }
     let desired = store::desired_consumer(existing, &namespace, secret_name, &key_name, store);
+    let published_before = observed
+        .key
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.as_deref())
+        == Some(secret_name);
     Ok(match existing {
+        None if published_before => {
+            let note = Note {
+                warning: true,
+                reason: "SecretRestored",
+                message: format!(
+                    "Secret {secret_name} was deleted; rebuilt it from the material store with \
+                     all {} version(s)",
+                    store.record.versions.len()
+                ),
+            };
+            (Some(SecretWrite::Create(desired)), vec![note])
+        }
         None => {
             let note = Note {
                 warning: false,

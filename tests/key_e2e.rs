@@ -476,6 +476,11 @@ async fn a_deleted_or_edited_consumer_secret_is_rebuilt_with_the_same_bytes() {
         .await
         .unwrap();
     let restored = wait_secret_digest(&env, "rebuilt", &original).await;
+    let note = env.wait_event("rebuilt", "SecretRestored").await;
+    assert!(
+        note.starts_with("Secret rebuilt was deleted; rebuilt it"),
+        "{note}"
+    );
     assert_eq!(restored.type_.as_deref(), Some("keyward.dev/key"));
 
     let patch = serde_json::json!({"data": {"private.pem": "Z2FyYmFnZQ==", "extra": "eA=="}});
@@ -484,7 +489,13 @@ async fn a_deleted_or_edited_consumer_secret_is_rebuilt_with_the_same_bytes() {
         .await
         .unwrap();
     wait_secret_digest(&env, "rebuilt", &original).await;
-    let note = env.wait_event("rebuilt", "SecretRestored").await;
+    let note = env
+        .wait_event_saying(
+            "rebuilt",
+            "SecretRestored",
+            "differed from the material store",
+        )
+        .await;
     assert!(note.contains("rebuilt it with all 1 version(s)"), "{note}");
 
     // Labels others add are kept.

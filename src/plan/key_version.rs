@@ -74,7 +74,8 @@ pub fn plan_request(
         };
     }
 
-    let Some(store) = store else {
+    // The store outlives a deleted Key (by design): only a Key that exists takes versions.
+    let Some(store) = store.filter(|_| observed.key.is_some()) else {
         let message = match (observed.key, observed.store) {
             (None, _) => format!("waiting for Key {key_name} to exist in this namespace"),
             (Some(_), None) => format!("waiting for Key {key_name} to be created"),
@@ -120,8 +121,8 @@ fn check_rules(
             Code::RejectedUnsupportedOperation,
             format!(
                 "CreateKeyVersion is available only for asymmetric keys; key {key_name} \
-                 ({key_id}) is {}: symmetric keys take new versions by automatic rotation \
-                 (spec.enableAutomaticRotation)",
+                 ({key_id}) is {}: symmetric keys are rotated instead (automatic rotation, \
+                 for keys with origin Aliyun_KMS)",
                 record.key_spec
             ),
         ));
@@ -224,3 +225,5 @@ fn report(
         notes: note.into_iter().collect(),
     }
 }
+#[cfg(test)]
+mod tests;

@@ -1028,7 +1028,17 @@ fn deleted_consumer_secret_is_created_again() {
         "the same material is published"
     );
     assert_eq!(converge.status, None);
-    assert_eq!(converge.notes[0].reason, "SecretCreated");
+    assert_eq!(
+        converge.notes,
+        vec![Note {
+            warning: true,
+            reason: "SecretRestored",
+            message: format!(
+                "Secret {NAME} was deleted; rebuilt it from the material store with all 1 version(s)"
+            ),
+        }],
+        "a deletion of a published Secret is reported as such"
+    );
 }
 
 // ---- Immutable fields ---------------------------------------------------------------------

@@ -243,6 +243,25 @@ impl TestEnv {
         }
     }
 
+    /// Waits for an event with `reason` on `name` whose note contains `text`.
+    pub async fn wait_event_saying(&self, name: &str, reason: &str, text: &str) -> String {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let events = self.events_for(name).await;
+            let found = events.iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.note.as_deref().is_some_and(|n| n.contains(text))
+            });
+            if let Some(e) = found {
+                return e.note.clone().unwrap_or_default();
+            }
+            if Instant::now() > deadline {
+                panic!("no {reason} event on {name} saying {text:?} within {CONVERGE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The Secrets keyward manages in this namespace.
     pub async fn managed_secrets(&self) -> Vec<Secret> {
         let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyward");
