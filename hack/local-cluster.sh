@@ -23,7 +23,7 @@ as_root() {
 
 install_packages() {
   local pkgs=(etcd-server golang-1.19-go rsync jq golang-github-modern-go-reflect2-dev
-    openssl libssl-dev pkg-config python3 make ca-certificates)
+    openssl libssl-dev pkg-config python3 python3-venv make ca-certificates lua5.1)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
