@@ -7,8 +7,11 @@
 
 pub mod api;
 pub mod error;
+pub mod http;
 pub mod k8s;
+pub mod leader;
 pub mod material;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod rules;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use keyward::http;
 use keyward::k8s::Kube;
+use keyward::leader::{Candidate, LeaseConfig};
+use keyward::metrics::Telemetry;
 use keyward::plan::PlanSettings;
 use keyward::reconcile::{self, Context, Scope};
 use keyward::rules::RuleSettings;
@@ -69,6 +72,33 @@ struct RunArgs {
         default_value_t = 50
     )]
     max_asymmetric_key_versions: usize,
+
+    /// Serve /healthz, /readyz and /metrics on this address.
+    #[arg(long, env = "KEYWARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: std::net::SocketAddr,
+
+    /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader runs the
+    /// controllers, and it stops at once if it loses the Lease.
+    #[arg(long, env = "KEYWARD_LEADER_ELECT")]
+    leader_elect: bool,
+
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "KEYWARD_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "KEYWARD_LEADER_ELECTION_LEASE", default_value = "keyward")]
+    leader_election_lease: String,
+
+    /// How long the Lease stays valid without renewal, integer[unit]: a standby takes over
+    /// within about this long after the leader dies.
+    #[arg(
+        long,
+        env = "KEYWARD_LEADER_ELECTION_LEASE_DURATION",
+        default_value = "15s",
+        value_parser = interval_arg
+    )]
+    leader_election_lease_duration: Interval,
 
     /// Log filter, as RUST_LOG (for example info, or keyward=debug,kube=info).
     #[arg(long, env = "KEYWARD_LOG_LEVEL", default_value = "info")]
@@ -153,10 +183,52 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         region = %settings.rules.region, account_id = %settings.account_id,
         namespace = args.watch_namespace.as_deref().unwrap_or("(all)"), "keyward starting"
     );
-    let scope = Scope {
-        namespace: args.watch_namespace,
-    };
-    reconcile::run(Arc::new(Context::new(kube, settings, scope))).await;
+    let scope = Scope { namespace: args.watch_namespace };
+    let telemetry = Arc::new(Telemetry::new(settings.max_asymmetric_versions));
+    let (listener, http_addr) = http::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
+    tracing::info!(%http_addr, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(http::serve(listener, telemetry.clone()));
+    let ctx = Arc::new(Context::new(kube.clone(), settings, scope, telemetry.clone()));
+
+    if !args.leader_elect {
+        telemetry.set_leader(true);
+        reconcile::run(ctx).await;
+    } else {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .map(|name| format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+        let config = LeaseConfig {
+            namespace: args
+                .leader_election_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".into()),
+            name: args.leader_election_lease,
+            identity: identity.clone(),
+            duration: std::time::Duration::from_secs(args.leader_election_lease_duration.as_secs()),
+        };
+        let candidate = Candidate::new(kube.client().clone(), config);
+        // A standby has nothing to sync: it is ready while it waits.
+        telemetry.set_ready(true);
+        tracing::info!(%identity, "waiting for the leader Lease");
+        tokio::select! {
+            () = candidate.acquire() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        tracing::info!(%identity, "acquired the leader Lease");
+        telemetry.set_ready(false);
+        telemetry.set_leader(true);
+        tokio::select! {
+            () = reconcile::run(ctx) => candidate.release().await,
+            () = candidate.hold() => {
+                // Another replica may hold the Lease already: not one more write.
+                tracing::error!(%identity, "lost the leader Lease; stopping at once");
+                std::process::exit(1);
+            }
+        }
+    }
     tracing::info!("keyward stopped");
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::api::{Key, KeySpec, KeyVersion};
 use crate::error::Error;
 use crate::k8s::Kube;
 use crate::material::{self, Material};
+use crate::metrics::Telemetry;
 use crate::plan::PlanSettings;
 
 /// What every reconcile shares.
@@ -27,18 +28,14 @@ pub struct Context {
     pub kube: Kube,
     pub settings: PlanSettings,
     pub scope: Scope,
+    pub telemetry: Arc<Telemetry>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(kube: Kube, settings: PlanSettings, scope: Scope) -> Self {
-        Context {
-            kube,
-            settings,
-            scope,
-            failures: Mutex::default(),
-        }
+    pub fn new(kube: Kube, settings: PlanSettings, scope: Scope, telemetry: Arc<Telemetry>) -> Self {
+        Context { kube, settings, scope, telemetry, failures: Mutex::default() }
     }
 
     fn failed(&self, object: String) -> u32 {
@@ -72,12 +69,35 @@ impl Scope {
     }
 }
 
-/// Runs the Key and KeyVersion controllers until a shutdown signal.
+/// Runs the Key and KeyVersion controllers until a shutdown signal. Ready once both caches
+/// are filled.
 pub async fn run(ctx: Arc<Context>) {
-    futures::join!(run_keys(ctx.clone()), run_key_versions(ctx));
+    let keys = key_controller(&ctx);
+    let requests = key_version_controller(&ctx);
+    ctx.telemetry.watch_keys(keys.store());
+    let (key_cache, request_cache) = (keys.store(), requests.store());
+    let telemetry = ctx.telemetry.clone();
+    let readiness = async move {
+        if key_cache.wait_until_ready().await.is_ok() && request_cache.wait_until_ready().await.is_ok() {
+            telemetry.set_ready(true);
+        }
+    };
+    let keys = keys
+        .shutdown_on_signal()
+        .run(|key, ctx| retried("key", key, ctx, key::reconcile), error_policy, ctx.clone())
+        .for_each(log_outcome);
+    let requests = requests
+        .shutdown_on_signal()
+        .run(
+            |request, ctx| retried("keyversion", request, ctx, key_version::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_outcome);
+    futures::join!(keys, requests, readiness);
 }
 
-async fn run_keys(ctx: Arc<Context>) {
+fn key_controller(ctx: &Context) -> Controller<Key> {
     let client = ctx.kube.client().clone();
     let keys: Api<Key> = ctx.scope.api(client.clone());
     // Only keyward's Secrets, and only their metadata: key bytes never enter the cache, and
@@ -85,20 +105,10 @@ async fn run_keys(ctx: Arc<Context>) {
     let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client);
     let managed = watcher::Config::default().labels(&labels::managed_selector());
     let secret_changes = watcher(secrets, managed).touched_objects();
-
-    Controller::new(keys, watcher::Config::default())
-        .watches_stream(secret_changes, key_of_secret)
-        .shutdown_on_signal()
-        .run(
-            |key, ctx| retried(key, ctx, key::reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(log_outcome)
-        .await;
+    Controller::new(keys, watcher::Config::default()).watches_stream(secret_changes, key_of_secret)
 }
 
-async fn run_key_versions(ctx: Arc<Context>) {
+fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
     let client = ctx.kube.client().clone();
     let requests: Api<KeyVersion> = ctx.scope.api(client.clone());
     let keys: Api<Key> = ctx.scope.api(client);
@@ -120,14 +130,6 @@ async fn run_key_versions(ctx: Arc<Context>) {
         // One request at a time: the limit on asymmetric versions is checked and taken in one
         // step, so two requests cannot both take the last place.
         .with_config(controller::Config::default().concurrency(1))
-        .shutdown_on_signal()
-        .run(
-            |request, ctx| retried(request, ctx, key_version::reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(log_outcome)
-        .await;
 }
 
 /// The Key a keyward Secret belongs to, from the annotation that holds its full name.
@@ -137,8 +139,10 @@ fn key_of_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<Key>> {
     Some(ObjectRef::new(name).within(&namespace))
 }
 
-/// Runs a reconciler, clearing the object's failure count when it succeeds.
+/// Runs a reconciler, counting it in the metrics and clearing the object's failure count when
+/// it succeeds.
 async fn retried<K, F, Fut>(
+    controller: &'static str,
     object: Arc<K>,
     ctx: Arc<Context>,
     reconcile: F,
@@ -149,7 +153,10 @@ where
     Fut: Future<Output = Result<Action, Error>>,
 {
     let id = object_id(object.as_ref());
+    let started = std::time::Instant::now();
     let result = reconcile(object, ctx.clone()).await;
+    let category = result.as_ref().err().map(Error::category);
+    ctx.telemetry.reconciled(controller, started.elapsed(), category);
     if result.is_ok() {
         ctx.succeeded(&id);
     }

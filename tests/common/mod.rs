@@ -44,7 +44,8 @@ pub async fn client() -> Client {
 pub struct TestEnv {
     pub client: Client,
     pub namespace: String,
-    operators: Vec<Child>,
+    /// Running operator processes, by the index they were started with.
+    operators: Vec<(usize, Child)>,
     /// Operators started so far, killed ones included: numbers each one's log.
     started: usize,
     log_dir: PathBuf,
@@ -89,34 +90,79 @@ impl TestEnv {
         env
     }
 
-    /// Starts another operator process watching this namespace, with extra flags.
-    pub fn start_operator(&mut self, extra_args: &[&str]) {
+    /// Starts another operator process watching this namespace, with extra flags; returns
+    /// its index (for its log and for killing it alone). Its HTTP endpoints get a free port
+    /// unless the flags name one.
+    pub fn start_operator(&mut self, extra_args: &[&str]) -> usize {
         let index = self.started;
         self.started += 1;
-        let log = std::fs::File::create(self.log_dir.join(format!("operator-{index}.log")))
-            .expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args([
-                "run",
-                "--watch-namespace",
-                &self.namespace,
-                "--log-level",
-                "keyward=debug,info",
-            ])
-            .args(extra_args)
+        let log = std::fs::File::create(self.log_path(index)).expect("operator log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        command
+            .args(["run", "--watch-namespace", &self.namespace])
+            .args(["--log-level", "keyward=debug,info"])
+            .args(extra_args);
+        if !extra_args.contains(&"--http-addr") {
+            command.args(["--http-addr", "127.0.0.1:0"]);
+        }
+        let child = command
             .env("KUBECONFIG", kubeconfig_path())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start keyward");
-        self.operators.push(child);
+        self.operators.push((index, child));
+        index
+    }
+
+    fn log_path(&self, index: usize) -> PathBuf {
+        self.log_dir.join(format!("operator-{index}.log"))
     }
 
     /// SIGKILLs every operator process: no graceful shutdown, like a crash or OOM kill.
     pub fn kill_operators(&mut self) {
-        for mut child in self.operators.drain(..) {
+        for (_, mut child) in self.operators.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGKILLs operator `index` only.
+    pub fn kill_operator(&mut self, index: usize) {
+        if let Some(at) = self.operators.iter().position(|(i, _)| *i == index) {
+            let (_, mut child) = self.operators.remove(at);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether operator `index` is still running (it exits on a fatal error).
+    pub fn operator_running(&mut self, index: usize) -> bool {
+        self.operators
+            .iter_mut()
+            .find(|(i, _)| *i == index)
+            .is_some_and(|(_, child)| child.try_wait().ok().flatten().is_none())
+    }
+
+    /// The address operator `index` serves /healthz, /readyz and /metrics on, from its log.
+    pub async fn operator_http_addr(&self, index: usize) -> std::net::SocketAddr {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let log = self.operator_log(index);
+            let found = log
+                .lines()
+                .find(|l| l.contains("serving /healthz"))
+                .and_then(|l| l.split("http_addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|addr| addr.parse().ok());
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator {index} serves no HTTP endpoint"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -487,4 +533,24 @@ pub fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// A plain HTTP/1.1 GET on loopback, returning the status code and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("receive");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
