@@ -9,6 +9,7 @@ pub mod api;
 pub mod error;
 pub mod http;
 pub mod k8s;
+pub mod kms_response;
 pub mod leader;
 pub mod material;
 pub mod metrics;
