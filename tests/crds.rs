@@ -4,21 +4,36 @@ use kube::ResourceExt;
 
 #[test]
 fn crds_directory_matches_the_rust_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    assert_generated_crds("crds");
+}
+
+/// The Helm chart renders its CRDs from a copy under the chart (templates cannot read outside
+/// it), which must be byte-identical to crds/.
+#[test]
+fn helm_chart_copy_of_the_crds_matches_the_rust_types() {
+    assert_generated_crds("charts/keyward/files/crds");
+}
+
+/// `dir` (relative to the repository) holds exactly one file per CRD, as `keyward crd
+/// --out-dir` writes them.
+fn assert_generated_crds(dir: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     for crd in keyward::api::crds() {
-        let path = dir.join(format!("{}.yaml", crd.name_any()));
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let file = path.join(format!("{}.yaml", crd.name_any()));
+        let on_disk = std::fs::read_to_string(&file).unwrap_or_default();
         assert!(
             on_disk == keyward::api::crd_yaml(&crd),
-            "{} is stale or missing: regenerate with `cargo run -- crd --out-dir crds`",
-            path.display()
+            "{} is stale or missing: regenerate with `cargo run -- crd --out-dir {dir}`",
+            file.display()
         );
     }
-    let files = std::fs::read_dir(&dir).unwrap().count();
+    let files = std::fs::read_dir(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .count();
     assert_eq!(
         files,
         keyward::api::crds().len(),
-        "crds/ holds a file for no CRD"
+        "{dir}/ holds a file for no CRD"
     );
 }
 

@@ -423,20 +423,35 @@ pub fn ready_message(key: &Key) -> String {
 
 /// Installs (or updates) the CRDs and waits until they are served. Create/replace rather than
 /// server-side apply: the 1.20 test server silently drops the CEL rules on create, but its
-/// server-side apply rejects them.
+/// server-side apply rejects them. A digest annotation tells whether the served CRD is already
+/// this one (the server's defaults make a field comparison useless), and a replace keeps the
+/// annotations others put there (Helm's resource policy among them).
 pub async fn install_crds(client: &Client) {
+    const DIGEST: &str = "keyward.dev/test-crd-digest";
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in keyward::api::crds() {
         let name = crd.name_any();
+        let digest = {
+            use sha2::{Digest, Sha256};
+            let bytes = Sha256::digest(keyward::api::crd_yaml(&crd).as_bytes());
+            bytes[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
         let deadline = Instant::now() + CONVERGE;
         loop {
+            let mut desired = crd.clone();
             let result = match crds.get_opt(&name).await.expect("get CRD") {
-                None => crds.create(&PostParams::default(), &crd).await,
-                Some(current) if current.spec == stripped_of_cel(&crd).spec => Ok(current),
+                Some(current) if current.annotations().get(DIGEST) == Some(&digest) => Ok(current),
                 Some(current) => {
-                    let mut desired = crd.clone();
+                    let mut annotations = current.annotations().clone();
+                    annotations.insert(DIGEST.into(), digest.clone());
+                    desired.metadata.annotations = Some(annotations);
+                    desired.metadata.labels = Some(current.labels().clone());
                     desired.metadata.resource_version = current.resource_version();
                     crds.replace(&name, &PostParams::default(), &desired).await
+                }
+                None => {
+                    desired.annotations_mut().insert(DIGEST.into(), digest.clone());
+                    crds.create(&PostParams::default(), &desired).await
                 }
             };
             match result {
@@ -457,19 +472,6 @@ fn is_established(crd: &CustomResourceDefinition) -> bool {
         .iter()
         .flat_map(|s| s.conditions.iter().flatten())
         .any(|c| c.type_ == "Established" && c.status == "True")
-}
-
-/// The CRD as a server that does not know CEL rules stores it.
-fn stripped_of_cel(crd: &CustomResourceDefinition) -> CustomResourceDefinition {
-    let mut value = serde_json::to_value(crd).unwrap();
-    if let Some(versions) = value["spec"]["versions"].as_array_mut() {
-        for version in versions {
-            if let Some(root) = version["schema"]["openAPIV3Schema"].as_object_mut() {
-                root.remove("x-kubernetes-validations");
-            }
-        }
-    }
-    serde_json::from_value(value).unwrap()
 }
 
 pub fn example_files() -> Vec<PathBuf> {
