@@ -34,7 +34,10 @@ pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>) {
         let telemetry = telemetry.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| respond(request, telemetry.clone()));
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
         });
@@ -48,13 +51,21 @@ async fn respond(
     let (status, content_type, body) = match request.uri().path() {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" if telemetry.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_string()),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".to_string(),
+        ),
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
             telemetry.render(jiff::Timestamp::now()),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
     };
     let response = Response::builder()
         .status(status)

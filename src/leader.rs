@@ -47,16 +47,26 @@ pub enum Step {
 
 /// Decides from the Lease's holder and renew time (pure).
 pub fn next_step(lease: Option<&Lease>, identity: &str, now: Timestamp) -> Step {
-    let Some(lease) = lease else { return Step::Create };
+    let Some(lease) = lease else {
+        return Step::Create;
+    };
     let spec = lease.spec.clone().unwrap_or_default();
     match spec.holder_identity.as_deref() {
         Some(holder) if holder == identity => Step::Renew,
         None | Some("") => Step::TakeOver,
         Some(_) => {
-            let duration = SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
-            let renewed = spec.renew_time.map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
+            let duration =
+                SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
+            let renewed = spec
+                .renew_time
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH);
             let expiry = renewed.checked_add(duration).unwrap_or(Timestamp::MAX);
-            if now >= expiry { Step::TakeOver } else { Step::Wait }
+            if now >= expiry {
+                Step::TakeOver
+            } else {
+                Step::Wait
+            }
         }
     }
 }
@@ -76,9 +86,17 @@ fn held(config: &LeaseConfig, previous: Option<&Lease>, now: Timestamp) -> Lease
         spec: Some(LeaseSpec {
             holder_identity: Some(config.identity.clone()),
             lease_duration_seconds: Some(config.duration.as_secs().max(1) as i32),
-            acquire_time: if ours { previous_spec.acquire_time } else { Some(MicroTime(now)) },
+            acquire_time: if ours {
+                previous_spec.acquire_time
+            } else {
+                Some(MicroTime(now))
+            },
             renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(if ours || previous.is_none() { transitions } else { transitions + 1 }),
+            lease_transitions: Some(if ours || previous.is_none() {
+                transitions
+            } else {
+                transitions + 1
+            }),
             ..LeaseSpec::default()
         }),
     }
@@ -92,7 +110,10 @@ pub struct Candidate {
 
 impl Candidate {
     pub fn new(client: Client, config: LeaseConfig) -> Self {
-        Candidate { api: Api::namespaced(client, &config.namespace), config }
+        Candidate {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+        }
     }
 
     /// Tries once; `Ok(true)` when we hold the Lease afterwards.
@@ -102,11 +123,15 @@ impl Candidate {
         let write = match next_step(current.as_ref(), &self.config.identity, now) {
             Step::Wait => return Ok(false),
             Step::Create => {
-                self.api.create(&PostParams::default(), &held(&self.config, None, now)).await
+                self.api
+                    .create(&PostParams::default(), &held(&self.config, None, now))
+                    .await
             }
             Step::Renew | Step::TakeOver => {
                 let lease = held(&self.config, current.as_ref(), now);
-                self.api.replace(&self.config.name, &PostParams::default(), &lease).await
+                self.api
+                    .replace(&self.config.name, &PostParams::default(), &lease)
+                    .await
             }
         };
         match write {
@@ -148,7 +173,9 @@ impl Candidate {
 
     /// Gives the Lease up on shutdown so that a standby takes over at once.
     pub async fn release(&self) {
-        let Ok(Some(current)) = self.api.get_opt(&self.config.name).await else { return };
+        let Ok(Some(current)) = self.api.get_opt(&self.config.name).await else {
+            return;
+        };
         if next_step(Some(&current), &self.config.identity, Timestamp::now()) != Step::Renew {
             return;
         }
@@ -156,7 +183,11 @@ impl Candidate {
         if let Some(spec) = released.spec.as_mut() {
             spec.holder_identity = None;
         }
-        if let Err(e) = self.api.replace(&self.config.name, &PostParams::default(), &released).await {
+        if let Err(e) = self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &released)
+            .await
+        {
             tracing::warn!(error = %e, "could not release the leader Lease");
         }
     }
@@ -177,7 +208,10 @@ mod tests {
 
     fn lease(holder: Option<&str>, renewed: &str) -> Lease {
         Lease {
-            metadata: ObjectMeta { resource_version: Some("7".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: holder.map(str::to_string),
                 lease_duration_seconds: Some(15),
@@ -195,28 +229,46 @@ mod tests {
 
     #[test]
     fn no_lease_is_created() {
-        assert_eq!(next_step(None, "me", at("2026-01-01T00:00:00Z")), Step::Create);
+        assert_eq!(
+            next_step(None, "me", at("2026-01-01T00:00:00Z")),
+            Step::Create
+        );
     }
 
     #[test]
     fn our_lease_is_renewed() {
         let ours = lease(Some("me"), "2026-01-01T00:00:00Z");
-        assert_eq!(next_step(Some(&ours), "me", at("2026-01-01T00:05:00Z")), Step::Renew);
+        assert_eq!(
+            next_step(Some(&ours), "me", at("2026-01-01T00:05:00Z")),
+            Step::Renew
+        );
     }
 
     #[test]
     fn anothers_lease_is_respected_until_it_expires() {
         let theirs = lease(Some("other"), "2026-01-01T00:00:00Z");
-        assert_eq!(next_step(Some(&theirs), "me", at("2026-01-01T00:00:14.9Z")), Step::Wait);
-        assert_eq!(next_step(Some(&theirs), "me", at("2026-01-01T00:00:15Z")), Step::TakeOver);
+        assert_eq!(
+            next_step(Some(&theirs), "me", at("2026-01-01T00:00:14.9Z")),
+            Step::Wait
+        );
+        assert_eq!(
+            next_step(Some(&theirs), "me", at("2026-01-01T00:00:15Z")),
+            Step::TakeOver
+        );
     }
 
     #[test]
     fn a_released_lease_is_taken_at_once() {
         let released = lease(None, "2026-01-01T00:00:00Z");
-        assert_eq!(next_step(Some(&released), "me", at("2026-01-01T00:00:01Z")), Step::TakeOver);
+        assert_eq!(
+            next_step(Some(&released), "me", at("2026-01-01T00:00:01Z")),
+            Step::TakeOver
+        );
         let emptied = lease(Some(""), "2026-01-01T00:00:00Z");
-        assert_eq!(next_step(Some(&emptied), "me", at("2026-01-01T00:00:01Z")), Step::TakeOver);
+        assert_eq!(
+            next_step(Some(&emptied), "me", at("2026-01-01T00:00:01Z")),
+            Step::TakeOver
+        );
     }
 
     #[test]
@@ -235,10 +287,18 @@ mod tests {
     #[test]
     fn renewing_keeps_the_acquire_time_and_transitions() {
         let ours = lease(Some("me"), "2026-01-01T00:00:00Z");
-        let renewed = held(&config(), Some(&ours), at("2026-01-01T00:00:02Z")).spec.unwrap();
+        let renewed = held(&config(), Some(&ours), at("2026-01-01T00:00:02Z"))
+            .spec
+            .unwrap();
         assert_eq!(renewed.lease_transitions, Some(3));
-        assert_eq!(renewed.acquire_time, Some(MicroTime(at("2026-01-01T00:00:00Z"))));
-        assert_eq!(renewed.renew_time, Some(MicroTime(at("2026-01-01T00:00:02Z"))));
+        assert_eq!(
+            renewed.acquire_time,
+            Some(MicroTime(at("2026-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            renewed.renew_time,
+            Some(MicroTime(at("2026-01-01T00:00:02Z")))
+        );
     }
 
     #[test]

@@ -183,14 +183,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         region = %settings.rules.region, account_id = %settings.account_id,
         namespace = args.watch_namespace.as_deref().unwrap_or("(all)"), "keyward starting"
     );
-    let scope = Scope { namespace: args.watch_namespace };
+    let scope = Scope {
+        namespace: args.watch_namespace,
+    };
     let telemetry = Arc::new(Telemetry::new(settings.max_asymmetric_versions));
     let (listener, http_addr) = http::bind(args.http_addr)
         .await
         .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
     tracing::info!(%http_addr, "serving /healthz, /readyz and /metrics");
     tokio::spawn(http::serve(listener, telemetry.clone()));
-    let ctx = Arc::new(Context::new(kube.clone(), settings, scope, telemetry.clone()));
+    let ctx = Arc::new(Context::new(
+        kube.clone(),
+        settings,
+        scope,
+        telemetry.clone(),
+    ));
 
     if !args.leader_elect {
         telemetry.set_leader(true);

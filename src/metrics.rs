@@ -19,7 +19,9 @@ use crate::api::Key;
 use crate::schedule::parse_kms_time;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -72,11 +74,26 @@ impl Telemetry {
     }
 
     /// Counts one reconcile of `controller`: its outcome, error category and duration.
-    pub fn reconciled(&self, controller: &'static str, took: Duration, error: Option<&'static str>) {
+    pub fn reconciled(
+        &self,
+        controller: &'static str,
+        took: Duration,
+        error: Option<&'static str>,
+    ) {
         let result = if error.is_some() { "error" } else { "success" };
-        *self.reconciles.lock().expect("metrics").entry((controller, result)).or_default() += 1;
+        *self
+            .reconciles
+            .lock()
+            .expect("metrics")
+            .entry((controller, result))
+            .or_default() += 1;
         if let Some(category) = error {
-            *self.errors.lock().expect("metrics").entry((controller, category)).or_default() += 1;
+            *self
+                .errors
+                .lock()
+                .expect("metrics")
+                .entry((controller, category))
+                .or_default() += 1;
         }
         let mut durations = self.durations.lock().expect("metrics");
         let histogram = durations.entry(controller).or_default();
@@ -95,28 +112,73 @@ impl Telemetry {
         let mut out = String::new();
         self.render_reconciles(&mut out);
         self.render_keys(&mut out, now);
-        header(&mut out, "keyward_leader", "gauge", "1 if this replica holds the leader Lease.");
-        let _ = writeln!(out, "keyward_leader {}", u8::from(self.leader.load(Ordering::Relaxed)));
+        header(
+            &mut out,
+            "keyward_leader",
+            "gauge",
+            "1 if this replica holds the leader Lease.",
+        );
+        let _ = writeln!(
+            out,
+            "keyward_leader {}",
+            u8::from(self.leader.load(Ordering::Relaxed))
+        );
         out
     }
 
     fn render_reconciles(&self, out: &mut String) {
-        header(out, "keyward_reconciles_total", "counter", "Reconciles by controller and result.");
+        header(
+            out,
+            "keyward_reconciles_total",
+            "counter",
+            "Reconciles by controller and result.",
+        );
         for ((controller, result), n) in self.reconciles.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "keyward_reconciles_total{{controller=\"{controller}\",result=\"{result}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "keyward_reconciles_total{{controller=\"{controller}\",result=\"{result}\"}} {n}"
+            );
         }
-        header(out, "keyward_reconcile_errors_total", "counter", "Failed reconciles by error category.");
+        header(
+            out,
+            "keyward_reconcile_errors_total",
+            "counter",
+            "Failed reconciles by error category.",
+        );
         for ((controller, category), n) in self.errors.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "keyward_reconcile_errors_total{{controller=\"{controller}\",category=\"{category}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "keyward_reconcile_errors_total{{controller=\"{controller}\",category=\"{category}\"}} {n}"
+            );
         }
-        header(out, "keyward_reconcile_duration_seconds", "histogram", "Time a reconcile took.");
+        header(
+            out,
+            "keyward_reconcile_duration_seconds",
+            "histogram",
+            "Time a reconcile took.",
+        );
         for (controller, h) in self.durations.lock().expect("metrics").iter() {
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "keyward_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"{bound}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "keyward_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"{bound}\"}} {n}"
+                );
             }
-            let _ = writeln!(out, "keyward_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "keyward_reconcile_duration_seconds_sum{{controller=\"{controller}\"}} {}", h.sum);
-            let _ = writeln!(out, "keyward_reconcile_duration_seconds_count{{controller=\"{controller}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "keyward_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "keyward_reconcile_duration_seconds_sum{{controller=\"{controller}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "keyward_reconcile_duration_seconds_count{{controller=\"{controller}\"}} {}",
+                h.count
+            );
         }
     }
 
@@ -128,13 +190,23 @@ impl Telemetry {
         let mut next_rotation = Vec::new();
         let mut asymmetric_versions = 0;
         for key in &keys {
-            let Some(status) = key.status.as_ref() else { continue };
+            let Some(status) = key.status.as_ref() else {
+                continue;
+            };
             let id = (key.namespace().unwrap_or_default(), key.name_any());
-            if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready" && c.status != "True") {
+            if let Some(ready) = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready" && c.status != "True")
+            {
                 *not_ready.entry(ready.reason.clone()).or_default() += 1;
             }
-            let Some(m) = status.key_metadata.as_ref() else { continue };
-            *by_state.entry((m.key_state.to_string(), m.key_spec.to_string())).or_default() += 1;
+            let Some(m) = status.key_metadata.as_ref() else {
+                continue;
+            };
+            *by_state
+                .entry((m.key_state.to_string(), m.key_spec.to_string()))
+                .or_default() += 1;
             versions.push((id.clone(), status.key_versions.len()));
             if !m.key_spec.is_symmetric() {
                 asymmetric_versions += status.key_versions.len();
@@ -143,26 +215,77 @@ impl Telemetry {
                 next_rotation.push((id, due.duration_since(now).as_secs()));
             }
         }
-        header(out, "keyward_keys", "gauge", "Keys by KMS key state and key spec.");
+        header(
+            out,
+            "keyward_keys",
+            "gauge",
+            "Keys by KMS key state and key spec.",
+        );
         for ((state, spec), n) in by_state {
-            let _ = writeln!(out, "keyward_keys{{state=\"{state}\",key_spec=\"{spec}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "keyward_keys{{state=\"{state}\",key_spec=\"{spec}\"}} {n}"
+            );
         }
-        header(out, "keyward_keys_not_ready", "gauge", "Keys whose Ready condition is False, by reason.");
+        header(
+            out,
+            "keyward_keys_not_ready",
+            "gauge",
+            "Keys whose Ready condition is False, by reason.",
+        );
         for (reason, n) in not_ready {
-            let _ = writeln!(out, "keyward_keys_not_ready{{reason=\"{}\"}} {n}", escape(&reason));
+            let _ = writeln!(
+                out,
+                "keyward_keys_not_ready{{reason=\"{}\"}} {n}",
+                escape(&reason)
+            );
         }
-        header(out, "keyward_key_versions", "gauge", "Versions of each key.");
+        header(
+            out,
+            "keyward_key_versions",
+            "gauge",
+            "Versions of each key.",
+        );
         for ((namespace, name), n) in versions {
-            let _ = writeln!(out, "keyward_key_versions{{namespace=\"{}\",name=\"{}\"}} {n}", escape(&namespace), escape(&name));
+            let _ = writeln!(
+                out,
+                "keyward_key_versions{{namespace=\"{}\",name=\"{}\"}} {n}",
+                escape(&namespace),
+                escape(&name)
+            );
         }
-        header(out, "keyward_key_next_rotation_seconds", "gauge", "Seconds until each rotating key's next rotation (negative: overdue).");
+        header(
+            out,
+            "keyward_key_next_rotation_seconds",
+            "gauge",
+            "Seconds until each rotating key's next rotation (negative: overdue).",
+        );
         for ((namespace, name), secs) in next_rotation {
-            let _ = writeln!(out, "keyward_key_next_rotation_seconds{{namespace=\"{}\",name=\"{}\"}} {secs}", escape(&namespace), escape(&name));
+            let _ = writeln!(
+                out,
+                "keyward_key_next_rotation_seconds{{namespace=\"{}\",name=\"{}\"}} {secs}",
+                escape(&namespace),
+                escape(&name)
+            );
         }
-        header(out, "keyward_asymmetric_key_versions", "gauge", "Asymmetric key versions held, initial versions included.");
+        header(
+            out,
+            "keyward_asymmetric_key_versions",
+            "gauge",
+            "Asymmetric key versions held, initial versions included.",
+        );
         let _ = writeln!(out, "keyward_asymmetric_key_versions {asymmetric_versions}");
-        header(out, "keyward_asymmetric_key_versions_limit", "gauge", "The limit on asymmetric key versions (--max-asymmetric-key-versions).");
-        let _ = writeln!(out, "keyward_asymmetric_key_versions_limit {}", self.asymmetric_limit);
+        header(
+            out,
+            "keyward_asymmetric_key_versions_limit",
+            "gauge",
+            "The limit on asymmetric key versions (--max-asymmetric-key-versions).",
+        );
+        let _ = writeln!(
+            out,
+            "keyward_asymmetric_key_versions_limit {}",
+            self.asymmetric_limit
+        );
     }
 }
 
@@ -172,7 +295,10 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Escapes a label value as the text format requires.
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -186,13 +312,25 @@ mod tests {
         t.reconciled("key", Duration::from_millis(300), Some("KubeApi"));
         t.reconciled("keyversion", Duration::from_secs(20), None);
         let text = t.render(Timestamp::UNIX_EPOCH);
-        assert!(text.contains("keyward_reconciles_total{controller=\"key\",result=\"success\"} 1\n"));
+        assert!(
+            text.contains("keyward_reconciles_total{controller=\"key\",result=\"success\"} 1\n")
+        );
         assert!(text.contains("keyward_reconciles_total{controller=\"key\",result=\"error\"} 1\n"));
-        assert!(text.contains("keyward_reconcile_errors_total{controller=\"key\",category=\"KubeApi\"} 1\n"));
-        assert!(text.contains("keyward_reconcile_duration_seconds_bucket{controller=\"key\",le=\"0.005\"} 1\n"));
-        assert!(text.contains("keyward_reconcile_duration_seconds_bucket{controller=\"key\",le=\"0.5\"} 2\n"));
-        assert!(text.contains("keyward_reconcile_duration_seconds_bucket{controller=\"keyversion\",le=\"10\"} 0\n"));
-        assert!(text.contains("keyward_reconcile_duration_seconds_bucket{controller=\"keyversion\",le=\"+Inf\"} 1\n"));
+        assert!(text.contains(
+            "keyward_reconcile_errors_total{controller=\"key\",category=\"KubeApi\"} 1\n"
+        ));
+        assert!(text.contains(
+            "keyward_reconcile_duration_seconds_bucket{controller=\"key\",le=\"0.005\"} 1\n"
+        ));
+        assert!(text.contains(
+            "keyward_reconcile_duration_seconds_bucket{controller=\"key\",le=\"0.5\"} 2\n"
+        ));
+        assert!(text.contains(
+            "keyward_reconcile_duration_seconds_bucket{controller=\"keyversion\",le=\"10\"} 0\n"
+        ));
+        assert!(text.contains(
+            "keyward_reconcile_duration_seconds_bucket{controller=\"keyversion\",le=\"+Inf\"} 1\n"
+        ));
         assert!(text.contains("keyward_reconcile_duration_seconds_count{controller=\"key\"} 2\n"));
         assert!(text.contains("keyward_asymmetric_key_versions_limit 50\n"));
         assert!(text.contains("keyward_leader 0\n"));

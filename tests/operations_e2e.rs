@@ -13,7 +13,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 fn key_manifest(name: &str, spec: &str) -> String {
-    format!("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    format!(
+        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
 }
 
 async fn lease_holder(env: &TestEnv) -> Option<String> {
@@ -26,8 +28,15 @@ async fn lease_holder(env: &TestEnv) -> Option<String> {
 fn leader_of(env: &TestEnv, candidates: &[usize]) -> Option<(usize, String)> {
     candidates.iter().find_map(|&i| {
         let log = env.operator_log(i);
-        let line = log.lines().find(|l| l.contains("acquired the leader Lease"))?;
-        let identity = line.split("identity=").nth(1)?.split_whitespace().next()?.to_string();
+        let line = log
+            .lines()
+            .find(|l| l.contains("acquired the leader Lease"))?;
+        let identity = line
+            .split("identity=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .to_string();
         Some((i, identity))
     })
 }
@@ -35,7 +44,9 @@ fn leader_of(env: &TestEnv, candidates: &[usize]) -> Option<(usize, String)> {
 async fn metric(env: &TestEnv, operator: usize, line_start: &str) -> Option<String> {
     let (status, body) = http_get(env.operator_http_addr(operator).await, "/metrics").await;
     assert_eq!(status, 200);
-    body.lines().find(|l| l.starts_with(line_start)).map(str::to_string)
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .map(str::to_string)
 }
 
 #[tokio::test]
@@ -52,8 +63,13 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease_duration() 
     ];
     let first = env.start_operator(&flags);
     let second = env.start_operator(&flags);
-    env.apply_key(&key_manifest("ha-aes", "{enableAutomaticRotation: true, rotationInterval: 2s}")).await;
-    env.apply_key(&key_manifest("ha-rsa", "{keySpec: RSA_2048}")).await;
+    env.apply_key(&key_manifest(
+        "ha-aes",
+        "{enableAutomaticRotation: true, rotationInterval: 2s}",
+    ))
+    .await;
+    env.apply_key(&key_manifest("ha-rsa", "{keySpec: RSA_2048}"))
+        .await;
     env.wait_ready("ha-aes").await;
     env.wait_ready("ha-rsa").await;
 
@@ -62,9 +78,18 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease_duration() 
     let standby = if leader == first { second } else { first };
     assert_eq!(lease_holder(&env).await.as_deref(), Some(identity.as_str()));
     assert!(leader_of(&env, &[standby]).is_none(), "two leaders");
-    assert_eq!(metric(&env, leader, "keyward_leader ").await.as_deref(), Some("keyward_leader 1"));
-    assert_eq!(metric(&env, standby, "keyward_leader ").await.as_deref(), Some("keyward_leader 0"));
-    assert!(!env.operator_log(standby).contains("created key"), "the standby wrote");
+    assert_eq!(
+        metric(&env, leader, "keyward_leader ").await.as_deref(),
+        Some("keyward_leader 1")
+    );
+    assert_eq!(
+        metric(&env, standby, "keyward_leader ").await.as_deref(),
+        Some("keyward_leader 0")
+    );
+    assert!(
+        !env.operator_log(standby).contains("created key"),
+        "the standby wrote"
+    );
 
     // Kill the leader: the standby holds the Lease within its duration (plus one retry) and
     // carries on; nothing is minted twice.
@@ -75,12 +100,23 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease_duration() 
         if leader_of(&env, &[standby]).is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "no takeover {:?} after the leader died", killed.elapsed());
+        assert!(
+            Instant::now() < deadline,
+            "no takeover {:?} after the leader died",
+            killed.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took_over = killed.elapsed();
-    assert!(took_over <= Duration::from_secs(6), "took over after {took_over:?}");
-    env.apply_key(&key_manifest("after-failover", "{keySpec: EC_P256, keyUsage: SIGN/VERIFY}")).await;
+    assert!(
+        took_over <= Duration::from_secs(6),
+        "took over after {took_over:?}"
+    );
+    env.apply_key(&key_manifest(
+        "after-failover",
+        "{keySpec: EC_P256, keyUsage: SIGN/VERIFY}",
+    ))
+    .await;
     env.wait_ready("after-failover").await;
 
     let store = env.secret("ha-rsa.keyward-material").await.unwrap();
@@ -89,10 +125,21 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease_duration() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let store = env.secret("ha-aes.keyward-material").await.unwrap();
     let record: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
-    assert!(record.versions.len() >= 3, "rotation went on through the failover");
+    assert!(
+        record.versions.len() >= 3,
+        "rotation went on through the failover"
+    );
     for pair in record.versions.windows(2) {
-        let at = |v: &keyward::store::VersionRecord| v.creation_date.parse::<jiff::Timestamp>().unwrap().as_second();
-        assert!(at(&pair[1]) - at(&pair[0]) >= 2, "a rotation was minted twice across the failover");
+        let at = |v: &keyward::store::VersionRecord| {
+            v.creation_date
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_second()
+        };
+        assert!(
+            at(&pair[1]) - at(&pair[0]) >= 2,
+            "a rotation was minted twice across the failover"
+        );
     }
 }
 
@@ -115,19 +162,30 @@ async fn a_leader_that_loses_its_lease_stops_at_once() {
     // Another holder takes the Lease by force, as if the leader had been partitioned away.
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &namespace);
     let patch = serde_json::json!({"spec": {"holderIdentity": "usurper"}});
-    leases.patch("keyward", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    leases
+        .patch("keyward", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while env.operator_running(leader) {
         assert!(Instant::now() < deadline, "the deposed leader kept running");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(env.operator_log(leader).contains("lost the leader Lease; stopping at once"));
+    assert!(
+        env.operator_log(leader)
+            .contains("lost the leader Lease; stopping at once")
+    );
 }
 
 #[tokio::test]
 async fn health_readiness_and_metrics_are_served() {
     let mut env = TestEnv::new("metrics").await;
-    let operator = env.start_operator(&["--min-rotation-interval", "1s", "--max-asymmetric-key-versions", "7"]);
+    let operator = env.start_operator(&[
+        "--min-rotation-interval",
+        "1s",
+        "--max-asymmetric-key-versions",
+        "7",
+    ]);
     let addr = env.operator_http_addr(operator).await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     let deadline = Instant::now() + common::CONVERGE;
@@ -135,9 +193,18 @@ async fn health_readiness_and_metrics_are_served() {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    env.apply_key(&key_manifest("m-aes", "{enableAutomaticRotation: true, rotationInterval: 1h}")).await;
-    env.apply_key(&key_manifest("m-sm2", "{keySpec: EC_SM2, keyUsage: SIGN/VERIFY}")).await;
-    env.apply_key(&key_manifest("m-bad", "{keySpec: EC_P256}")).await;
+    env.apply_key(&key_manifest(
+        "m-aes",
+        "{enableAutomaticRotation: true, rotationInterval: 1h}",
+    ))
+    .await;
+    env.apply_key(&key_manifest(
+        "m-sm2",
+        "{keySpec: EC_SM2, keyUsage: SIGN/VERIFY}",
+    ))
+    .await;
+    env.apply_key(&key_manifest("m-bad", "{keySpec: EC_P256}"))
+        .await;
     env.wait_ready("m-aes").await;
     env.wait_ready("m-sm2").await;
     env.wait_reason("m-bad", "InvalidParameter").await;
@@ -156,18 +223,28 @@ async fn health_readiness_and_metrics_are_served() {
         "keyward_asymmetric_key_versions_limit 7".to_string(),
         "keyward_leader 1".to_string(),
     ] {
-        assert!(body.lines().any(|l| l == expected), "missing `{expected}` in:\n{body}");
+        assert!(
+            body.lines().any(|l| l == expected),
+            "missing `{expected}` in:\n{body}"
+        );
     }
     let next = body
         .lines()
-        .find(|l| l.starts_with(&format!("keyward_key_next_rotation_seconds{{namespace=\"{ns}\",name=\"m-aes\"}}")))
+        .find(|l| {
+            l.starts_with(&format!(
+                "keyward_key_next_rotation_seconds{{namespace=\"{ns}\",name=\"m-aes\"}}"
+            ))
+        })
         .expect("seconds until the next rotation");
     let secs: i64 = next.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((3500..=3600).contains(&secs), "{secs}");
     assert!(body.contains("keyward_reconciles_total{controller=\"key\",result=\"success\"}"));
     assert!(body.contains("keyward_reconcile_duration_seconds_count{controller=\"key\"}"));
     // Bounded labels: nothing but namespace and name identifies a key.
-    assert!(!body.contains("m-bad"), "an invalid key got a per-key series");
+    assert!(
+        !body.contains("m-bad"),
+        "an invalid key got a per-key series"
+    );
     assert_eq!(http_get(addr, "/nope").await.0, 404);
 }
 
@@ -183,13 +260,22 @@ async fn server_side_apply_of_the_examples_twice_changes_nothing() {
             key.metadata.namespace = Some(namespace);
             // As Argo CD or Flux would: server-side apply without force, so a field owned by
             // another manager would be a conflict.
-            keys.patch(&key.name_any(), &PatchParams::apply("gitops"), &Patch::Apply(&key)).await
+            keys.patch(
+                &key.name_any(),
+                &PatchParams::apply("gitops"),
+                &Patch::Apply(&key),
+            )
+            .await
         }
     };
     let mut manifests = Vec::new();
     for path in common::example_files() {
         let text = std::fs::read_to_string(path).unwrap();
-        manifests.extend(text.split("\n---\n").filter(|d| d.lines().any(|l| l == "kind: Key")).map(str::to_string));
+        manifests.extend(
+            text.split("\n---\n")
+                .filter(|d| d.lines().any(|l| l == "kind: Key"))
+                .map(str::to_string),
+        );
     }
     for manifest in &manifests {
         apply(manifest.clone()).await.expect("first apply");
@@ -205,10 +291,16 @@ async fn server_side_apply_of_the_examples_twice_changes_nothing() {
         before.push(env.key(name).await.resource_version());
     }
     for manifest in &manifests {
-        apply(manifest.clone()).await.expect("second apply: no field fought over");
+        apply(manifest.clone())
+            .await
+            .expect("second apply: no field fought over");
     }
     for (name, rv) in names.iter().zip(&before) {
-        assert_eq!(&env.key(name).await.resource_version(), rv, "{name}: the second apply changed it");
+        assert_eq!(
+            &env.key(name).await.resource_version(),
+            rv,
+            "{name}: the second apply changed it"
+        );
     }
     // The controller never writes spec: the only manager of spec fields is the applier.
     for name in &names {
@@ -216,7 +308,10 @@ async fn server_side_apply_of_the_examples_twice_changes_nothing() {
         for entry in key.metadata.managed_fields.iter().flatten() {
             let fields = serde_json::to_string(&entry.fields_v1).unwrap();
             if entry.manager.as_deref() == Some("keyward") {
-                assert!(!fields.contains("\"f:spec\""), "{name}: keyward owns spec fields");
+                assert!(
+                    !fields.contains("\"f:spec\""),
+                    "{name}: keyward owns spec fields"
+                );
             }
         }
     }

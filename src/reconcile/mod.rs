@@ -34,8 +34,19 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(kube: Kube, settings: PlanSettings, scope: Scope, telemetry: Arc<Telemetry>) -> Self {
-        Context { kube, settings, scope, telemetry, failures: Mutex::default() }
+    pub fn new(
+        kube: Kube,
+        settings: PlanSettings,
+        scope: Scope,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Context {
+            kube,
+            settings,
+            scope,
+            telemetry,
+            failures: Mutex::default(),
+        }
     }
 
     fn failed(&self, object: String) -> u32 {
@@ -78,13 +89,19 @@ pub async fn run(ctx: Arc<Context>) {
     let (key_cache, request_cache) = (keys.store(), requests.store());
     let telemetry = ctx.telemetry.clone();
     let readiness = async move {
-        if key_cache.wait_until_ready().await.is_ok() && request_cache.wait_until_ready().await.is_ok() {
+        if key_cache.wait_until_ready().await.is_ok()
+            && request_cache.wait_until_ready().await.is_ok()
+        {
             telemetry.set_ready(true);
         }
     };
     let keys = keys
         .shutdown_on_signal()
-        .run(|key, ctx| retried("key", key, ctx, key::reconcile), error_policy, ctx.clone())
+        .run(
+            |key, ctx| retried("key", key, ctx, key::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(log_outcome);
     let requests = requests
         .shutdown_on_signal()
@@ -156,7 +173,8 @@ where
     let started = std::time::Instant::now();
     let result = reconcile(object, ctx.clone()).await;
     let category = result.as_ref().err().map(Error::category);
-    ctx.telemetry.reconciled(controller, started.elapsed(), category);
+    ctx.telemetry
+        .reconciled(controller, started.elapsed(), category);
     if result.is_ok() {
         ctx.succeeded(&id);
     }

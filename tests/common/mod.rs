@@ -434,7 +434,10 @@ pub async fn install_crds(client: &Client) {
         let digest = {
             use sha2::{Digest, Sha256};
             let bytes = Sha256::digest(keyward::api::crd_yaml(&crd).as_bytes());
-            bytes[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+            bytes[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
         let deadline = Instant::now() + CONVERGE;
         loop {
@@ -450,7 +453,9 @@ pub async fn install_crds(client: &Client) {
                     crds.replace(&name, &PostParams::default(), &desired).await
                 }
                 None => {
-                    desired.annotations_mut().insert(DIGEST.into(), digest.clone());
+                    desired
+                        .annotations_mut()
+                        .insert(DIGEST.into(), digest.clone());
                     crds.create(&PostParams::default(), &desired).await
                 }
             };
