@@ -35,6 +35,8 @@ pub enum Code {
     RejectedPendingImport,
     /// CreateKeyVersion: the limit of asymmetric key versions is reached.
     RejectedLimitExceeded,
+    /// Deletion refused (or a Key's deletion held) by spec.deletionProtection.
+    DeletionProtected,
 }
 
 impl Code {
@@ -54,6 +56,7 @@ impl Code {
             Code::RejectedPendingDeletion => "Rejected.PendingDeletion",
             Code::RejectedPendingImport => "Rejected.PendingImport",
             Code::RejectedLimitExceeded => "Rejected.LimitExceeded",
+            Code::DeletionProtected => "Forbidden.DeletionProtection",
         }
     }
 
@@ -73,6 +76,7 @@ impl Code {
             Code::RejectedPendingDeletion => "RejectedPendingDeletion",
             Code::RejectedPendingImport => "RejectedPendingImport",
             Code::RejectedLimitExceeded => "RejectedLimitExceeded",
+            Code::DeletionProtected => "ForbiddenDeletionProtection",
         }
     }
 
@@ -103,6 +107,7 @@ impl Code {
         Code::RejectedPendingDeletion,
         Code::RejectedPendingImport,
         Code::RejectedLimitExceeded,
+        Code::DeletionProtected,
     ];
 }
 

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::ObjectMeta;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -87,6 +87,89 @@ impl Kube {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Deletes a Secret only if it is the very one that was read (same UID and
+    /// resourceVersion): material is never destroyed on a stale view. `false` if it changed or
+    /// is gone already.
+    pub async fn delete_if_unchanged(&self, secret: &Secret) -> Result<bool, Error> {
+        let namespace = secret
+            .namespace()
+            .ok_or(Error::MissingObjectField("namespace"))?;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: secret.uid(),
+                resource_version: secret.resource_version(),
+            }),
+            ..DeleteParams::default()
+        };
+        match self
+            .secrets(&namespace)
+            .delete(&secret.name_any(), &params)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds or removes a finalizer of a Key, conditional on the version it was decided from.
+    pub async fn set_finalizer(
+        &self,
+        key: &Key,
+        finalizer: &str,
+        present: bool,
+    ) -> Result<(), Error> {
+        let namespace = key
+            .namespace()
+            .ok_or(Error::MissingObjectField("namespace"))?;
+        let mut finalizers: Vec<String> = key
+            .finalizers()
+            .iter()
+            .filter(|f| *f != finalizer)
+            .cloned()
+            .collect();
+        if present {
+            finalizers.push(finalizer.to_string());
+        }
+        let patch = json!({
+            "metadata": { "finalizers": finalizers, "resourceVersion": key.resource_version() }
+        });
+        let api: Api<Key> = Api::namespaced(self.client.clone(), &namespace);
+        api.patch(
+            &key.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The consumer Secrets keyward made for Key `key_name` in `namespace` (metadata only).
+    pub async fn consumer_secrets_of(
+        &self,
+        namespace: &str,
+        key_name: &str,
+    ) -> Result<Vec<String>, Error> {
+        let selector = format!(
+            "{},{}={},{}={}",
+            labels::managed_selector(),
+            labels::ROLE,
+            labels::ROLE_CONSUMER,
+            labels::KEY,
+            labels::key_label_value(key_name)
+        );
+        let listed = self
+            .secrets(namespace)
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
+        Ok(listed
+            .items
+            .into_iter()
+            .filter(|s| s.annotations().get(labels::KEY).map(String::as_str) == Some(key_name))
+            .map(|s| s.name_any())
+            .collect())
     }
 
     /// Creates or replaces the consumer Secret. A replace carries the resourceVersion it was

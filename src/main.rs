@@ -73,6 +73,11 @@ struct RunArgs {
     )]
     max_asymmetric_key_versions: usize,
 
+    /// The length of one "day" of a pending deletion window, integer[unit]. For tests and
+    /// development only (for example 1s): in production a day is a day.
+    #[arg(long, env = "KEYWARD_PENDING_WINDOW_UNIT", default_value = "1d", value_parser = interval_arg)]
+    pending_window_unit: Interval,
+
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long, env = "KEYWARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
@@ -178,6 +183,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_requeue: MAX_REQUEUE,
         key_version_min_interval: args.key_version_min_interval,
         max_asymmetric_versions: args.max_asymmetric_key_versions,
+        pending_window_unit: args.pending_window_unit,
     };
     tracing::info!(
         region = %settings.rules.region, account_id = %settings.account_id,

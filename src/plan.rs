@@ -17,8 +17,10 @@ use crate::error::{Code, Rejection};
 use crate::rules::{self, RuleSettings, ValidKey};
 use crate::schedule::{self, Interval, format_kms_time};
 use crate::store::{self, KeyRecord, NewKeyRecord, Store, VersionRecord};
+use lifecycle::LifecycleStep;
 
 pub mod key_version;
+pub mod lifecycle;
 
 /// The condition type that kstatus, Argo CD and Flux read.
 pub const READY: &str = "Ready";
@@ -37,6 +39,9 @@ pub struct PlanSettings {
     pub key_version_min_interval: Interval,
     /// The most asymmetric key versions across every key the operator manages (the KMS: 50).
     pub max_asymmetric_versions: usize,
+    /// The length of one "day" of a pending deletion window: a day, except in tests and
+    /// development (`--pending-window-unit`).
+    pub pending_window_unit: Interval,
 }
 
 /// What the reconciler saw: the Key, its material store and its consumer Secret.
@@ -61,6 +66,12 @@ pub enum Plan {
     /// Mint a new version and add it to the key's store (a rotation). After that the
     /// reconciler plans again with the grown store.
     AddVersion(NewVersion),
+    /// Rewrite the store's record: a deletion scheduled or cancelled, the pending window
+    /// recorded. After that the reconciler plans again.
+    UpdateRecord(Box<KeyRecord>, Option<Note>),
+    /// The scheduled deletion is due: destroy the material (the store and the consumer
+    /// Secret). After that the reconciler plans again and reports the key deleted.
+    Destroy,
     /// Bring the consumer Secret and the status in line with the store and the spec.
     Converge(Box<Converge>),
 }
@@ -86,8 +97,10 @@ pub struct Converge {
     pub consumer: Option<SecretWrite>,
     pub status: Option<KeyStatus>,
     pub notes: Vec<Note>,
-    /// When to look at the key again without a change (a rotation falling due).
+    /// When to look at the key again without a change (a rotation or deletion falling due).
     pub requeue_after: Option<Duration>,
+    /// Add (true) or remove (false) the deletion-protection finalizer.
+    pub finalizer: Option<bool>,
 }
 
 /// A write of the consumer Secret. Holds key material: never log it.
@@ -128,18 +141,54 @@ pub struct Note {
 impl Converge {
     /// Writes nothing, asks for nothing.
     pub fn is_noop(&self) -> bool {
-        self.consumer.is_none() && self.status.is_none() && self.notes.is_empty()
+        self.consumer.is_none()
+            && self.status.is_none()
+            && self.notes.is_empty()
+            && self.finalizer.is_none()
     }
 }
 
 /// How the key stands, for the Ready condition.
 enum Outcome {
-    Ready(String),
+    /// As the spec asks: Enabled, Disabled or PendingDeletion.
+    Settled {
+        reason: &'static str,
+        message: String,
+    },
     PendingImport(String),
+    /// Destroyed as scheduled; final for this Key object.
+    Deleted(String),
     Rejected(Rejection),
 }
 
+/// The finalizer that holds a protected Key's deletion.
+pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection";
+
 pub fn plan(
+    observed: &Observed<'_>,
+    settings: &PlanSettings,
+    now: Timestamp,
+    fresh: &FreshIds,
+) -> Plan {
+    let mut plan = plan_key(observed, settings, now, fresh);
+    // The finalizer follows spec.deletionProtection of a usable spec; an unusable spec changes
+    // nothing, this included.
+    if let Plan::Converge(converge) = &mut plan
+        && let Ok(valid) = rules::validate(&observed.key.spec, &settings.rules)
+    {
+        let held = observed
+            .key
+            .finalizers()
+            .iter()
+            .any(|f| f == DELETION_PROTECTION_FINALIZER);
+        if held != valid.deletion_protection {
+            converge.finalizer = Some(valid.deletion_protection);
+        }
+    }
+    plan
+}
+
+fn plan_key(
     observed: &Observed<'_>,
     settings: &PlanSettings,
     now: Timestamp,
@@ -174,6 +223,9 @@ fn plan_without_store(
     let key = observed.key;
     let key_name = key.name_any();
     let previous = previous_metadata(key);
+    if let Some(message) = destroyed_as_scheduled(key, now) {
+        return converge_status(key, None, None, Outcome::Deleted(message), now);
+    }
     // Whether the key existed comes first: a lost store must be reported whatever the spec
     // says now, and the KeyId in status must survive an invalid spec.
     let existed = previous.is_some()
@@ -242,6 +294,50 @@ fn plan_with_store(
         }
     };
 
+    if key.metadata.deletion_timestamp.is_some() && valid.deletion_protection {
+        let rejection = Rejection::new(
+            Code::DeletionProtected,
+            format!(
+                "deleting this Key is held because spec.deletionProtection is true; set it to \
+                 false to let the deletion proceed (key {} then enters PendingDeletion for \
+                 {} days before its material is destroyed)",
+                record.key_id, valid.pending_window_days
+            ),
+        );
+        let metadata = key_metadata(record, Some(&valid));
+        return converge_status(
+            key,
+            Some(metadata),
+            Some(record),
+            Outcome::Rejected(rejection),
+            now,
+        );
+    }
+    if let Some(step) = lifecycle::plan_lifecycle(record, &valid, settings, now) {
+        return match step {
+            LifecycleStep::Record(record, note) => Plan::UpdateRecord(record, note),
+            LifecycleStep::Destroy => Plan::Destroy,
+        };
+    }
+    if valid.desired_state == KeyState::PendingDeletion && record.deletion.is_none() {
+        let rejection = Rejection::new(
+            Code::DeletionProtected,
+            format!(
+                "spec.keyState PendingDeletion is refused: key {} has spec.deletionProtection \
+                 true; turn deletion protection off first, or set spec.keyState back to Enabled",
+                record.key_id
+            ),
+        );
+        let metadata = key_metadata(record, Some(&valid));
+        return converge_status(
+            key,
+            Some(metadata),
+            Some(record),
+            Outcome::Rejected(rejection),
+            now,
+        );
+    }
+
     let metadata = key_metadata(record, Some(&valid));
     let next_rotation = metadata
         .next_rotation_date
@@ -264,7 +360,8 @@ fn plan_with_store(
             version,
         });
     }
-    if record.versions.is_empty() {
+    let state = metadata.key_state;
+    if state == KeyState::PendingImport {
         let message = format!(
             "key {} has origin EXTERNAL and no material yet: import key material to enable it",
             record.key_id
@@ -279,7 +376,7 @@ fn plan_with_store(
     }
 
     let secret_name = consumer_secret_name(key);
-    let (consumer, mut notes) = match plan_consumer(observed, store, &secret_name) {
+    let (consumer, mut notes) = match plan_consumer(observed, store, &secret_name, state) {
         Ok(planned) => planned,
         Err(rejection) => {
             return converge_status(
@@ -291,24 +388,41 @@ fn plan_with_store(
             );
         }
     };
+    let key_id = &record.key_id;
     // No version in the message: a rotation is its own event, not a change of readiness.
-    let message = format!(
-        "key {} is Enabled; its material is in Secret {secret_name}",
-        record.key_id
-    );
+    let (reason, message) = match state {
+        KeyState::Disabled => (
+            "KeyDisabled",
+            format!(
+                "key {key_id} is Disabled: its material is withdrawn from Secret {secret_name} \
+                 until spec.keyState is Enabled again"
+            ),
+        ),
+        KeyState::PendingDeletion => (
+            "KeyPendingDeletion",
+            format!(
+                "key {key_id} will be destroyed at {}: its material is withdrawn from Secret \
+                 {secret_name}; set spec.keyState to Enabled or Disabled before then to cancel",
+                metadata.delete_date.as_deref().unwrap_or_default()
+            ),
+        ),
+        _ => (
+            "KeyReady",
+            format!("key {key_id} is Enabled; its material is in Secret {secret_name}"),
+        ),
+    };
+    let delete_due = record.deletion.as_ref().and_then(lifecycle::due_time);
     let report = Report {
         metadata: Some(metadata),
         versions: version_entries(record),
         secret_name: Some(secret_name),
     };
-    let mut converge = status_update(key, report, Outcome::Ready(message), now);
+    let mut converge = status_update(key, report, Outcome::Settled { reason, message }, now);
     converge.consumer = consumer;
     notes.append(&mut converge.notes);
     converge.notes = notes;
-    if rotates {
-        converge.requeue_after =
-            next_rotation.map(|due| schedule::requeue_delay(now, due, settings.max_requeue));
-    }
+    let due = if rotates { next_rotation } else { delete_due };
+    converge.requeue_after = due.map(|due| schedule::requeue_delay(now, due, settings.max_requeue));
     Plan::Converge(Box::new(converge))
 }
 
@@ -318,6 +432,7 @@ fn plan_consumer(
     observed: &Observed<'_>,
     store: &Store<'_>,
     secret_name: &str,
+    state: KeyState,
 ) -> Result<(Option<SecretWrite>, Vec<Note>), Rejection> {
     let key_name = observed.key.name_any();
     let namespace = observed.key.namespace().unwrap_or_default();
@@ -325,7 +440,42 @@ fn plan_consumer(
     if existing.is_some_and(|s| !store::is_consumer_of(s, &key_name)) {
         return Err(secret_name_conflict(secret_name));
     }
-    let desired = store::desired_consumer(existing, &namespace, secret_name, &key_name, store);
+    let desired =
+        store::desired_consumer(existing, &namespace, secret_name, &key_name, store, state);
+    // What keyward last published, by the state it wrote down (not by the data, which a hand
+    // edit may have changed).
+    let withdrawn = |s: &Secret| {
+        let published = s
+            .annotations()
+            .get(store::KEY_STATE_ANNOTATION)
+            .map(String::as_str);
+        published.is_some_and(|state| state != KeyState::Enabled.as_str())
+    };
+    let versions = store.record.versions.len();
+    match existing {
+        Some(existing) if !withdrawn(existing) && state != KeyState::Enabled => {
+            let note = Note {
+                warning: false,
+                reason: "MaterialWithdrawn",
+                message: format!(
+                    "withdrew the material from Secret {secret_name}: the key is {state}; the \
+                     Secret stays, and gets all {versions} version(s) back if the key is enabled"
+                ),
+            };
+            return Ok((Some(SecretWrite::Replace(desired)), vec![note]));
+        }
+        Some(existing) if withdrawn(existing) && state == KeyState::Enabled => {
+            let note = Note {
+                warning: false,
+                reason: "MaterialRestored",
+                message: format!(
+                    "restored all {versions} version(s) to Secret {secret_name}: the key is Enabled"
+                ),
+            };
+            return Ok((Some(SecretWrite::Replace(desired)), vec![note]));
+        }
+        _ => {}
+    }
     let published_before = observed
         .key
         .status
@@ -392,6 +542,39 @@ fn plan_consumer(
     })
 }
 
+/// Whether the key this Key reported was destroyed as scheduled (its store is gone after its
+/// deletion date, or the Key already says so): then it stays deleted, and nothing is minted.
+fn destroyed_as_scheduled(key: &Key, now: Timestamp) -> Option<String> {
+    let status = key.status.as_ref()?;
+    let already = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.reason == "KeyDeleted");
+    let metadata = status.key_metadata.as_ref();
+    let due = metadata
+        .filter(|m| m.key_state == KeyState::PendingDeletion)
+        .and_then(|m| m.delete_date.as_deref())
+        .and_then(schedule::parse_kms_time)
+        .is_some_and(|due| schedule::is_due(now, due));
+    if !(already || due) {
+        return None;
+    }
+    let previous = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY && c.reason == "KeyDeleted");
+    Some(match (previous, metadata) {
+        (Some(condition), _) => condition.message.clone(),
+        (None, Some(m)) => format!(
+            "key {} was deleted at {}: its material is destroyed; delete this Key, or create a \
+             Key with another name for a new key",
+            m.key_id,
+            m.delete_date.as_deref().unwrap_or_default()
+        ),
+        (None, None) => "the key was deleted".to_string(),
+    })
+}
+
 fn previous_metadata(key: &Key) -> Option<&KeyMetadata> {
     key.status.as_ref().and_then(|s| s.key_metadata.as_ref())
 }
@@ -447,6 +630,7 @@ fn new_key(valid: &ValidKey, settings: &PlanSettings, now: Timestamp, fresh: &Fr
         origin: valid.origin,
         protection_level: valid.protection_level,
         initial_version_id: mint.then_some(fresh.version_id.as_str()),
+        pending_window_days: valid.pending_window_days,
     }
     .build();
     NewKey { record, mint }
@@ -482,19 +666,10 @@ fn check_immutable(valid: &ValidKey, record: &KeyRecord) -> Result<(), Rejection
     }
 }
 
-/// The state of a stored key: a key without material awaits its import.
-pub fn key_state(record: &KeyRecord) -> KeyState {
-    if record.versions.is_empty() {
-        KeyState::PendingImport
-    } else {
-        KeyState::Enabled
-    }
-}
-
 /// The KMS KeyMetadata of a stored key. Without a valid spec, the spec-dependent fields
 /// (description, rotation) take neutral values.
 pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata {
-    let key_state = key_state(record);
+    let key_state = lifecycle::key_state(record, valid.map(|v| v.desired_state));
     let rotation = valid.and_then(|v| v.rotation);
     let automatic_rotation = match rotation {
         None => AutomaticRotation::Disabled,
@@ -507,7 +682,7 @@ pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata
         automatic_rotation,
         creation_date: record.creation_date.clone(),
         creator: record.creator.clone(),
-        delete_date: None,
+        delete_date: record.deletion.as_ref().map(|d| d.delete_date.clone()),
         description: valid.map(|v| v.description.clone()).unwrap_or_default(),
         key_id: record.key_id.clone(),
         key_spec: record.key_spec,
@@ -576,8 +751,9 @@ fn converge_status(
 fn status_update(key: &Key, report: Report, outcome: Outcome, now: Timestamp) -> Converge {
     let previous = key.status.as_ref();
     let readiness = match outcome {
-        Outcome::Ready(message) => Readiness::ready("KeyReady", message),
+        Outcome::Settled { reason, message } => Readiness::ready(reason, message),
         Outcome::PendingImport(message) => Readiness::waiting("PendingImport", message),
+        Outcome::Deleted(message) => Readiness::waiting("KeyDeleted", message),
         Outcome::Rejected(rejection) => Readiness::rejected(&rejection),
     };
     let previous_conditions = previous.map_or(&[][..], |s| s.conditions.as_slice());
@@ -596,6 +772,7 @@ fn status_update(key: &Key, report: Report, outcome: Outcome, now: Timestamp) ->
         status,
         notes: note.into_iter().collect(),
         requeue_after: None,
+        finalizer: None,
     }
 }
 

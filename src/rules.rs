@@ -4,7 +4,7 @@
 //! hold: they run on every reconcile, whatever the API server's schema support.
 
 use crate::api::key::{KeyRequest, MAX_DESCRIPTION_CHARS};
-use crate::api::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use crate::error::{Code, Rejection, quote};
 use crate::schedule::{Interval, IntervalError, parse_interval};
 
@@ -39,6 +39,23 @@ pub struct ValidKey {
     /// The automatic rotation interval, when rotation is enabled.
     pub rotation: Option<Interval>,
     pub description: String,
+    /// The state asked for: Enabled, Disabled or PendingDeletion.
+    pub desired_state: KeyState,
+    /// Days between scheduling a deletion and destroying the material.
+    pub pending_window_days: u32,
+    pub deletion_protection: bool,
+    /// Material to import into an EXTERNAL key.
+    pub import: Option<ImportRequest>,
+}
+
+/// The seed's default pending window, in days.
+pub const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
+
+/// Where to import material from (ImportKeyMaterial), and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportRequest {
+    pub secret_name: String,
+    pub expire_time: Option<jiff::Timestamp>,
 }
 
 /// Mainland China regions are `cn-*`, except Hong Kong.
@@ -142,6 +159,9 @@ pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKe
         None
     };
 
+    let (desired_state, pending_window_days) = validate_lifecycle(request)?;
+    let import = validate_import(request, origin)?;
+
     Ok(ValidKey {
         key_spec,
         key_usage,
@@ -149,7 +169,84 @@ pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKe
         protection_level,
         rotation,
         description,
+        desired_state,
+        pending_window_days,
+        deletion_protection: request.deletion_protection == Some(true),
+        import,
     })
+}
+
+/// `keyState` (Enabled, Disabled or PendingDeletion) and `pendingWindowInDays` (7 to 30).
+fn validate_lifecycle(request: &KeyRequest) -> Result<(KeyState, u32), Rejection> {
+    let settable = [
+        KeyState::Enabled,
+        KeyState::Disabled,
+        KeyState::PendingDeletion,
+    ];
+    let state = match request.key_state.as_deref() {
+        None => KeyState::Enabled,
+        Some(text) => KeyState::parse(text)
+            .filter(|s| settable.contains(s))
+            .ok_or_else(|| {
+                Rejection::new(
+                    Code::InvalidParameter,
+                    format!(
+                        "spec.keyState {} is not a state you can set; set one of: Enabled, \
+                     Disabled, PendingDeletion (case-sensitive)",
+                        quote(text)
+                    ),
+                )
+            })?,
+    };
+    let window = match request.pending_window_in_days {
+        None => DEFAULT_PENDING_WINDOW_DAYS,
+        Some(days @ 7..=30) => days as u32,
+        Some(days) => {
+            return Err(Rejection::new(
+                Code::InvalidParameter,
+                format!(
+                    "spec.pendingWindowInDays {days} is out of range; set it from 7 to 30 \
+                     (default {DEFAULT_PENDING_WINDOW_DAYS})"
+                ),
+            ));
+        }
+    };
+    Ok((state, window))
+}
+
+/// `keyMaterial` is ImportKeyMaterial: only for EXTERNAL keys, with a valid expiry time.
+fn validate_import(
+    request: &KeyRequest,
+    origin: Origin,
+) -> Result<Option<ImportRequest>, Rejection> {
+    let Some(source) = &request.key_material else {
+        return Ok(None);
+    };
+    if origin != Origin::External {
+        return Err(Rejection::new(
+            Code::UnsupportedOperation,
+            "spec.keyMaterial imports material into keys with origin EXTERNAL; keyward \
+             generates the material of Aliyun_KMS keys: remove spec.keyMaterial, or create a Key \
+             with origin EXTERNAL",
+        ));
+    }
+    let expire_time = match source.expire_time.as_deref() {
+        None => None,
+        Some(text) => Some(crate::schedule::parse_kms_time(text).ok_or_else(|| {
+            Rejection::new(
+                Code::InvalidParameter,
+                format!(
+                    "spec.keyMaterial.expireTime {} is not a UTC time; write it like \
+                     2026-12-31T00:00:00Z",
+                    quote(text)
+                ),
+            )
+        })?),
+    };
+    Ok(Some(ImportRequest {
+        secret_name: source.secret_ref.name.clone(),
+        expire_time,
+    }))
 }
 
 fn validate_rotation(
@@ -269,6 +366,10 @@ mod tests {
                 protection_level: ProtectionLevel::Software,
                 rotation: None,
                 description: String::new(),
+                desired_state: KeyState::Enabled,
+                pending_window_days: 30,
+                deletion_protection: false,
+                import: None,
             }
         );
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::api::labels::{self, key_label_value};
-use crate::api::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use crate::error::{Code, Rejection};
 use crate::material::Material;
 use crate::schedule::{format_kms_time, parse_kms_time};
@@ -45,7 +45,38 @@ pub struct KeyRecord {
     pub protection_level: ProtectionLevel,
     #[serde(default)]
     pub versions: Vec<VersionRecord>,
+    /// The pending window the spec last asked for, in days: used if the Key object is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_window_days: Option<u32>,
+    /// A scheduled deletion, kept with the material so that no restart, downtime or deleted
+    /// Key object can lose or shorten it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<ScheduledDeletion>,
 }
+
+/// When the material will be destroyed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledDeletion {
+    pub delete_date: String,
+    pub scheduled_at: String,
+    pub cause: DeletionCause,
+}
+
+/// What scheduled a deletion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeletionCause {
+    /// `spec.keyState: PendingDeletion`.
+    KeyState,
+    /// The Key object was deleted.
+    KeyDeleted,
+}
+
+/// Annotation on the consumer Secret: the key's state (its material is there only if Enabled).
+pub const KEY_STATE_ANNOTATION: &str = "keyward.dev/key-state";
+
+/// Annotation on the store: when its material will be destroyed, for `kubectl get -o yaml`.
+pub const DELETE_DATE_ANNOTATION: &str = "keyward.dev/delete-date";
 
 /// One key version (KMS DescribeKeyVersion).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +219,26 @@ pub fn with_new_version(
         record.versions.len().to_string(),
     );
     Some(grown)
+}
+
+/// The store with `record` in place of its record, and nothing else changed. Keeps the
+/// resourceVersion it was read at, so writing it back fails if the store changed meanwhile.
+pub fn with_record(store: &Secret, record: &KeyRecord) -> Secret {
+    let mut updated = store.clone();
+    updated
+        .data
+        .get_or_insert_default()
+        .insert(RECORD_ENTRY.to_string(), record_bytes(record));
+    let annotations = updated.metadata.annotations.get_or_insert_default();
+    match &record.deletion {
+        Some(deletion) => {
+            annotations.insert(DELETE_DATE_ANNOTATION.into(), deletion.delete_date.clone());
+        }
+        None => {
+            annotations.remove(DELETE_DATE_ANNOTATION);
+        }
+    }
+    updated
 }
 
 fn record_bytes(record: &KeyRecord) -> ByteString {
@@ -350,6 +401,7 @@ pub fn desired_consumer(
     secret_name: &str,
     key_name: &str,
     store: &Store<'_>,
+    state: KeyState,
 ) -> Secret {
     let ours = managed_meta(
         secret_name.to_string(),
@@ -365,14 +417,23 @@ pub fn desired_consumer(
         .labels
         .get_or_insert_default()
         .extend(ours.labels.unwrap_or_default());
-    metadata
-        .annotations
-        .get_or_insert_default()
-        .extend(ours.annotations.unwrap_or_default());
+    let annotations = metadata.annotations.get_or_insert_default();
+    annotations.extend(ours.annotations.unwrap_or_default());
+    annotations.insert(KEY_STATE_ANNOTATION.into(), state.as_str().into());
+    // Only an Enabled key's material is served; otherwise the Secret stays, saying why, and
+    // gets every version back, unchanged, when the key is enabled again.
+    let data = if state == KeyState::Enabled {
+        store.consumer_data()
+    } else {
+        BTreeMap::from([(
+            "keyId".to_string(),
+            ByteString(store.record.key_id.clone().into_bytes()),
+        )])
+    };
     Secret {
         metadata,
         type_: Some(labels::CONSUMER_SECRET_TYPE.to_string()),
-        data: Some(store.consumer_data()),
+        data: Some(data),
         ..Secret::default()
     }
 }
@@ -389,6 +450,7 @@ pub struct NewKeyRecord<'a> {
     pub protection_level: ProtectionLevel,
     /// The initial version's id; `None` for a key that awaits imported material.
     pub initial_version_id: Option<&'a str>,
+    pub pending_window_days: u32,
 }
 
 impl NewKeyRecord<'_> {
@@ -415,6 +477,8 @@ impl NewKeyRecord<'_> {
                 })
                 .into_iter()
                 .collect(),
+            pending_window_days: Some(self.pending_window_days),
+            deletion: None,
         }
     }
 }

@@ -94,6 +94,52 @@ pub struct KeyRequest {
         pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
     ))]
     pub secret_name: Option<String>,
+
+    /// The state you want the key in: Enabled (default), Disabled (EnableKey/DisableKey: the
+    /// material is withdrawn from the consumer Secret and restored, unchanged, on enabling), or
+    /// PendingDeletion (ScheduleKeyDeletion: the material is destroyed pendingWindowInDays
+    /// later; setting Enabled or Disabled before then is CancelKeyDeletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Enabled", "Disabled", "PendingDeletion"]))]
+    pub key_state: Option<String>,
+
+    /// Days between scheduling a deletion (keyState PendingDeletion, or deleting this Key
+    /// object) and the destruction of the material: 7 to 30, default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 7, max = 30))]
+    pub pending_window_in_days: Option<i64>,
+
+    /// Refuse to schedule the key's deletion, and hold the deletion of this Key object (with a
+    /// finalizer) until this is turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_protection: Option<bool>,
+
+    /// Key material to import into a key with origin EXTERNAL (ImportKeyMaterial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material: Option<KeyMaterialSource>,
+}
+
+/// Where the material to import is, and until when it may be used.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyMaterialSource {
+    /// A Secret in the Key's namespace holding either `encryptedKeyMaterial` (the material
+    /// wrapped with status.importParameters.publicKey, RSAES-OAEP with SHA-256) and
+    /// `importToken`, or `keyMaterial` (the raw bytes).
+    pub secret_ref: SecretReference,
+
+    /// When the imported material expires, UTC to the second (2026-12-31T00:00:00Z); it is then
+    /// removed and the key returns to PendingImport. Default: it does not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<String>,
+}
+
+/// A Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+pub struct SecretReference {
+    /// The name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A CEL transition rule: once the key exists (its KeyMetadata is in status), `field` may only

@@ -89,6 +89,7 @@ pub fn plan_request(
         );
     };
     match check_rules(
+        observed.key,
         key_name,
         &store.record,
         observed.asymmetric_versions,
@@ -109,6 +110,7 @@ pub fn plan_request(
 
 /// The seed's CreateKeyVersion rules, in the order the KMS checks them.
 fn check_rules(
+    key: Option<&Key>,
     key_name: &str,
     record: &KeyRecord,
     asymmetric_versions: usize,
@@ -127,7 +129,10 @@ fn check_rules(
             ),
         ));
     }
-    match super::key_state(record) {
+    let desired = key
+        .and_then(|k| k.spec.key_state.as_deref())
+        .and_then(KeyState::parse);
+    match super::lifecycle::key_state(record, desired.or(Some(KeyState::Enabled))) {
         KeyState::Enabled => {}
         state => {
             let code = match state {

@@ -30,6 +30,7 @@ fn settings() -> PlanSettings {
         max_requeue: std::time::Duration::from_secs(600),
         key_version_min_interval: crate::schedule::Interval::from_days(7),
         max_asymmetric_versions: 50,
+        pending_window_unit: crate::schedule::Interval::from_days(1),
     }
 }
 
@@ -309,6 +310,8 @@ fn valid_new_key_is_created_with_the_fresh_ids_and_the_kms_defaults() {
                     creation_date: "2016-03-25T10:42:40Z".into(),
                     requested_by: None,
                 }],
+                pending_window_days: Some(30),
+                deletion: None,
             },
             mint: true,
         }
@@ -710,7 +713,8 @@ fn existing_store_without_consumer_creates_the_consumer_secret_from_the_store() 
             secret.metadata.annotations,
             Some(string_map(&[
                 ("keyward.dev/key", NAME),
-                ("keyward.dev/key-id", KEY_ID)
+                ("keyward.dev/key-id", KEY_ID),
+                ("keyward.dev/key-state", "Enabled"),
             ])),
             "{spec}"
         );
@@ -1158,6 +1162,7 @@ fn protection_level_change_is_rejected_against_the_stores_record() {
         origin: Origin::AliyunKms,
         protection_level: ProtectionLevel::Hsm,
         initial_version_id: Some(VERSION_ID),
+        pending_window_days: 30,
     }
     .build();
     let material = material::generate(KeySpec::AliyunAes256).unwrap();
@@ -1594,6 +1599,23 @@ impl World {
                 }
                 Plan::Converge(converge) if converge.is_noop() => return (added, *converge),
                 Plan::Converge(converge) => self.apply(&converge),
+                Plan::UpdateRecord(record, _) => {
+                    let store = self.store.as_ref().expect("a store");
+                    let mut updated = store::with_record(store, &record);
+                    let rv: u64 = store
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    updated.metadata.resource_version = Some((rv + 1).to_string());
+                    self.store = Some(updated);
+                }
+                Plan::Destroy => {
+                    self.store = None;
+                    self.consumer = None;
+                }
                 Plan::CreateKey(_) => panic!("an existing key is never created again"),
             }
         }

@@ -25,7 +25,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
     let store_name = store::store_name(&name);
 
     let mut store = ctx.kube.get_secret(&namespace, &store_name).await?;
-    let consumer = ctx
+    let mut consumer = ctx
         .kube
         .get_secret(&namespace, &plan::consumer_secret_name(&key))
         .await?;
@@ -96,6 +96,42 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
             }
+            Plan::UpdateRecord(record, note) => {
+                let Some(current) = store.as_ref() else {
+                    continue;
+                };
+                let updated = store::with_record(current, &record);
+                match ctx.kube.replace_if_unchanged(&updated).await? {
+                    Some(replaced) => {
+                        if let Some(note) = &note {
+                            ctx.kube.record(key.as_ref(), note).await;
+                        }
+                        store = Some(replaced);
+                    }
+                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
+                }
+            }
+            Plan::Destroy => {
+                // The consumer Secret first: no copy of the material may outlive the store.
+                if let Some(published) = consumer.take()
+                    && store::is_consumer_of(&published, &name)
+                {
+                    ctx.kube.delete_if_unchanged(&published).await?;
+                }
+                if let Some(current) = store.take()
+                    && ctx.kube.delete_if_unchanged(&current).await?
+                {
+                    tracing::info!(key = %name, %namespace, "destroyed the key's material as scheduled");
+                    let note = Note {
+                        warning: false,
+                        reason: "KeyMaterialDestroyed",
+                        message: "the scheduled deletion was due: destroyed the key's material"
+                            .to_string(),
+                    };
+                    ctx.kube.record(key.as_ref(), &note).await;
+                }
+                store = ctx.kube.get_secret(&namespace, &store_name).await?;
+            }
             Plan::Converge(converge) => return apply(&ctx, &key, &converge).await,
         }
     }
@@ -111,6 +147,11 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
     }
     for note in &converge.notes {
         ctx.kube.record(key, note).await;
+    }
+    if let Some(present) = converge.finalizer {
+        ctx.kube
+            .set_finalizer(key, plan::DELETION_PROTECTION_FINALIZER, present)
+            .await?;
     }
     Ok(match converge.requeue_after {
         Some(delay) => Action::requeue(delay),

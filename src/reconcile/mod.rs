@@ -2,6 +2,7 @@
 
 mod key;
 mod key_version;
+mod orphan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -111,7 +112,15 @@ pub async fn run(ctx: Arc<Context>) {
             ctx.clone(),
         )
         .for_each(log_outcome);
-    futures::join!(keys, requests, readiness);
+    let stores = store_controller(&ctx)
+        .shutdown_on_signal()
+        .run(
+            |store, ctx| retried("store", store, ctx, orphan::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_outcome);
+    futures::join!(keys, requests, stores, readiness);
 }
 
 fn key_controller(ctx: &Context) -> Controller<Key> {
@@ -147,6 +156,29 @@ fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
         // One request at a time: the limit on asymmetric versions is checked and taken in one
         // step, so two requests cannot both take the last place.
         .with_config(controller::Config::default().concurrency(1))
+}
+
+/// Material stores, to catch those whose Key object was deleted; a Key's deletion wakes its
+/// store.
+fn store_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
+    let client = ctx.kube.client().clone();
+    let stores: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client.clone());
+    let keys: Api<Key> = ctx.scope.api(client);
+    let selector = format!(
+        "{},{}={}",
+        labels::managed_selector(),
+        labels::ROLE,
+        labels::ROLE_MATERIAL
+    );
+    let store_of_key = |key: Key| {
+        let namespace = key.namespace()?;
+        Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
+    };
+    Controller::new(stores, watcher::Config::default().labels(&selector)).watches(
+        keys,
+        watcher::Config::default(),
+        store_of_key,
+    )
 }
 
 /// The Key a keyward Secret belongs to, from the annotation that holds its full name.

@@ -50,6 +50,7 @@ fn settings() -> PlanSettings {
         max_requeue: std::time::Duration::from_secs(600),
         key_version_min_interval: Interval::from_days(7),
         max_asymmetric_versions: 50,
+        pending_window_unit: crate::schedule::Interval::from_days(1),
     }
 }
 
@@ -149,6 +150,7 @@ fn pending_import_store(spec: KeySpec) -> Secret {
         origin: Origin::External,
         protection_level: ProtectionLevel::Software,
         initial_version_id: None,
+        pending_window_days: 30,
     }
     .build();
     let mut store = store::new_store(NS, KEY_NAME, &record, None);
@@ -695,10 +697,11 @@ fn asymmetric_key_awaiting_import_is_rejected_pending_import() {
     let refused = rules::validate(&key.spec, &settings().rules).unwrap_err();
     assert_eq!(refused.code, Code::UnsupportedOperation);
     assert_eq!(
-        crate::plan::key_state(
+        crate::plan::lifecycle::key_state(
             &Store::read(&pending_import_store(KeySpec::EcP256), KEY_NAME)
                 .unwrap()
-                .record
+                .record,
+            Some(KeyState::Enabled)
         ),
         KeyState::PendingImport
     );

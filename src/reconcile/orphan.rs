@@ -1,0 +1,131 @@
+//! Material stores whose Key object is gone. Deleting a Key is a ScheduleKeyDeletion: its
+//! deletion completes at once (no finalizer holds it for weeks), and this reconciler records
+//! the pending window with the material, withdraws it from the consumer Secret, and destroys it
+//! when the window has passed. Applying the Key again before then restores it (the Key
+//! reconciler cancels the deletion).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+
+use super::Context;
+use crate::api::KeyState;
+use crate::api::labels;
+use crate::error::Error;
+use crate::plan::Note;
+use crate::plan::lifecycle::{self, LifecycleStep};
+use crate::schedule;
+use crate::store::{self, Store};
+
+pub async fn reconcile(
+    store_meta: Arc<PartialObjectMeta<Secret>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = store_meta
+        .namespace()
+        .ok_or(Error::MissingObjectField("metadata.namespace"))?;
+    let Some(key_name) = store_meta.annotations().get(labels::KEY).cloned() else {
+        return Ok(Action::await_change());
+    };
+    // While the Key exists, its own reconciler looks after the store.
+    if ctx.kube.get_key(&namespace, &key_name).await?.is_some() {
+        return Ok(Action::await_change());
+    }
+    let Some(secret) = ctx
+        .kube
+        .get_secret(&namespace, &store_meta.name_any())
+        .await?
+    else {
+        return Ok(Action::await_change());
+    };
+    // A store that cannot be read is never destroyed: only a recorded date destroys material.
+    let Ok(store) = Store::read(&secret, &key_name) else {
+        return Ok(Action::await_change());
+    };
+    let now = Timestamp::now();
+    match lifecycle::plan_orphan(&store.record, &ctx.settings, now) {
+        None => {}
+        Some(LifecycleStep::Record(record, _)) => {
+            let scheduled = store::with_record(&secret, &record);
+            if let Some(written) = ctx.kube.replace_if_unchanged(&scheduled).await? {
+                let delete_date = record.deletion.as_ref().map(|d| d.delete_date.clone());
+                let note = Note {
+                    warning: false,
+                    reason: "KeyDeletionScheduled",
+                    message: format!(
+                        "Key {key_name} was deleted: key {} is kept until {} and destroyed then; \
+                         apply the Key again before then to restore it",
+                        record.key_id,
+                        delete_date.as_deref().unwrap_or_default()
+                    ),
+                };
+                ctx.kube.record(&written, &note).await;
+                let written = Store::read(&written, &key_name).expect("the record just written");
+                withdraw_from_consumers(&ctx, &namespace, &key_name, &written).await?;
+            }
+            return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+        }
+        Some(LifecycleStep::Destroy) => {
+            for name in ctx.kube.consumer_secrets_of(&namespace, &key_name).await? {
+                if let Some(consumer) = ctx.kube.get_secret(&namespace, &name).await?
+                    && store::is_consumer_of(&consumer, &key_name)
+                {
+                    ctx.kube.delete_if_unchanged(&consumer).await?;
+                }
+            }
+            if ctx.kube.delete_if_unchanged(&secret).await? {
+                tracing::info!(key = %key_name, %namespace, key_id = %store.record.key_id,
+                    "destroyed a deleted Key's material after its pending window");
+                let note = Note {
+                    warning: false,
+                    reason: "KeyMaterialDestroyed",
+                    message: format!(
+                        "the pending window of deleted Key {key_name} has passed: destroyed the \
+                         material of key {}",
+                        store.record.key_id
+                    ),
+                };
+                ctx.kube.record(&secret, &note).await;
+            }
+            return Ok(Action::await_change());
+        }
+    }
+    let due = store.record.deletion.as_ref().and_then(lifecycle::due_time);
+    Ok(match due {
+        Some(due) => Action::requeue(schedule::requeue_delay(now, due, ctx.settings.max_requeue)),
+        None => Action::await_change(),
+    })
+}
+
+/// While a deleted Key's material waits for destruction, no consumer Secret serves it.
+async fn withdraw_from_consumers(
+    ctx: &Context,
+    namespace: &str,
+    key_name: &str,
+    store: &Store<'_>,
+) -> Result<(), Error> {
+    for name in ctx.kube.consumer_secrets_of(namespace, key_name).await? {
+        let Some(consumer) = ctx.kube.get_secret(namespace, &name).await? else {
+            continue;
+        };
+        if !store::is_consumer_of(&consumer, key_name) {
+            continue;
+        }
+        let withdrawn = store::desired_consumer(
+            Some(&consumer),
+            namespace,
+            &name,
+            key_name,
+            store,
+            KeyState::PendingDeletion,
+        );
+        if withdrawn.data != consumer.data {
+            ctx.kube.replace_if_unchanged(&withdrawn).await?;
+        }
+    }
+    Ok(())
+}
