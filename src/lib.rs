@@ -8,6 +8,7 @@
 pub mod api;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod k8s;
 pub mod kms_response;
 pub mod leader;
