@@ -37,6 +37,12 @@ pub enum Code {
     RejectedLimitExceeded,
     /// Deletion refused (or a Key's deletion held) by spec.deletionProtection.
     DeletionProtected,
+    /// ImportKeyMaterial: the material is wrong (length, unwrap) or not this key's.
+    InvalidKeyMaterial,
+    /// ImportKeyMaterial: the token is not the current import parameters' token.
+    InvalidImportToken,
+    /// ImportKeyMaterial: the token has expired.
+    ExpiredImportToken,
 }
 
 impl Code {
@@ -57,6 +63,9 @@ impl Code {
             Code::RejectedPendingImport => "Rejected.PendingImport",
             Code::RejectedLimitExceeded => "Rejected.LimitExceeded",
             Code::DeletionProtected => "Forbidden.DeletionProtection",
+            Code::InvalidKeyMaterial => "InvalidKeyMaterial",
+            Code::InvalidImportToken => "InvalidImportToken",
+            Code::ExpiredImportToken => "ExpiredImportToken",
         }
     }
 
@@ -77,6 +86,9 @@ impl Code {
             Code::RejectedPendingImport => "RejectedPendingImport",
             Code::RejectedLimitExceeded => "RejectedLimitExceeded",
             Code::DeletionProtected => "ForbiddenDeletionProtection",
+            Code::InvalidKeyMaterial => "InvalidKeyMaterial",
+            Code::InvalidImportToken => "InvalidImportToken",
+            Code::ExpiredImportToken => "ExpiredImportToken",
         }
     }
 
@@ -108,6 +120,9 @@ impl Code {
         Code::RejectedPendingImport,
         Code::RejectedLimitExceeded,
         Code::DeletionProtected,
+        Code::InvalidKeyMaterial,
+        Code::InvalidImportToken,
+        Code::ExpiredImportToken,
     ];
 }
 
@@ -211,5 +226,18 @@ mod tests {
         let quoted = quote(&long);
         assert!(quoted.len() < 100, "{quoted}");
         assert!(quoted.ends_with("(10000 characters)"));
+    }
+}
+
+impl From<crate::import::ImportError> for Rejection {
+    fn from(error: crate::import::ImportError) -> Self {
+        use crate::import::ImportError as E;
+        let code = match &error {
+            E::InvalidKeyMaterial(_) => Code::InvalidKeyMaterial,
+            E::InvalidImportToken(_) => Code::InvalidImportToken,
+            E::ExpiredImportToken(_) => Code::ExpiredImportToken,
+            E::InvalidParameter(_) => Code::InvalidParameter,
+        };
+        Rejection::new(code, error.detail())
     }
 }

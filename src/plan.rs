@@ -11,12 +11,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use crate::api::Origin;
 use crate::api::key::KeyVersionEntry;
 use crate::api::{AutomaticRotation, Key, KeyMetadata, KeyState, KeyStatus};
 use crate::error::{Code, Rejection};
+use crate::import::ImportParameters;
+use crate::material::SecretBytes;
 use crate::rules::{self, RuleSettings, ValidKey};
 use crate::schedule::{self, Interval, format_kms_time};
-use crate::store::{self, KeyRecord, NewKeyRecord, Store, VersionRecord};
+use crate::store::{self, ImportedMaterial, KeyRecord, NewKeyRecord, Store, VersionRecord};
 use lifecycle::LifecycleStep;
 
 pub mod key_version;
@@ -49,6 +52,9 @@ pub struct Observed<'a> {
     pub key: &'a Key,
     pub store: Option<&'a Secret>,
     pub consumer: Option<&'a Secret>,
+    /// For an EXTERNAL key awaiting material with spec.keyMaterial set: the material read
+    /// (and unwrapped) from the named Secret, or why it cannot be imported.
+    pub import: Option<Result<SecretBytes, Rejection>>,
 }
 
 /// Identifiers for anything the plan may create, drawn by the caller.
@@ -72,6 +78,12 @@ pub enum Plan {
     /// The scheduled deletion is due: destroy the material (the store and the consumer
     /// Secret). After that the reconciler plans again and reports the key deleted.
     Destroy,
+    /// Issue new import parameters for an EXTERNAL key (none yet, or the token expired).
+    IssueImportParameters,
+    /// Store the observed imported material as the key's only version, as this record says.
+    ImportMaterial(Box<KeyRecord>),
+    /// Imported material expired: remove it, leaving this record (DeleteKeyMaterial).
+    RemoveMaterial(Box<KeyRecord>),
     /// Bring the consumer Secret and the status in line with the store and the spec.
     Converge(Box<Converge>),
 }
@@ -360,19 +372,32 @@ fn plan_with_store(
             version,
         });
     }
+    match plan_external(observed, record, &valid, now, fresh) {
+        Ok(Some(plan)) => return plan,
+        Ok(None) => {}
+        Err(rejection) if metadata.key_state == KeyState::PendingImport => {
+            let outcome = Outcome::Rejected(rejection);
+            return plan_pending_import(observed, store, metadata, settings, now, outcome);
+        }
+        Err(rejection) => {
+            return converge_status(
+                key,
+                Some(metadata),
+                Some(record),
+                Outcome::Rejected(rejection),
+                now,
+            );
+        }
+    }
     let state = metadata.key_state;
     if state == KeyState::PendingImport {
         let message = format!(
-            "key {} has origin EXTERNAL and no material yet: import key material to enable it",
+            "key {} has origin EXTERNAL and no material: import key material (spec.keyMaterial, \
+             wrapped with status.importParameters.publicKey) to enable it",
             record.key_id
         );
-        return converge_status(
-            key,
-            Some(metadata),
-            Some(record),
-            Outcome::PendingImport(message),
-            now,
-        );
+        let outcome = Outcome::PendingImport(message);
+        return plan_pending_import(observed, store, metadata, settings, now, outcome);
     }
 
     let secret_name = consumer_secret_name(key);
@@ -416,12 +441,25 @@ fn plan_with_store(
         metadata: Some(metadata),
         versions: version_entries(record),
         secret_name: Some(secret_name),
+        import_parameters: None,
     };
     let mut converge = status_update(key, report, Outcome::Settled { reason, message }, now);
     converge.consumer = consumer;
     notes.append(&mut converge.notes);
     converge.notes = notes;
-    let due = if rotates { next_rotation } else { delete_due };
+    let expiry = record
+        .imported
+        .as_ref()
+        .and_then(|i| i.expire_time.as_deref())
+        .and_then(schedule::parse_kms_time);
+    let due = [
+        if rotates { next_rotation } else { None },
+        delete_due,
+        expiry,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     converge.requeue_after = due.map(|due| schedule::requeue_delay(now, due, settings.max_requeue));
     Plan::Converge(Box::new(converge))
 }
@@ -540,6 +578,142 @@ fn plan_consumer(
         }
         Some(_) => (None, Vec::new()),
     })
+}
+
+/// An EXTERNAL key without material: it reports how to import, withdraws material that
+/// expired from its consumer Secret, and looks again when the import token expires.
+fn plan_pending_import(
+    observed: &Observed<'_>,
+    store: &Store<'_>,
+    metadata: KeyMetadata,
+    settings: &PlanSettings,
+    now: Timestamp,
+    outcome: Outcome,
+) -> Plan {
+    let key = observed.key;
+    let record = &store.record;
+    let token_expiry = record
+        .import_parameters
+        .as_ref()
+        .and_then(|p| schedule::parse_kms_time(&p.token_expire_time));
+    let mut plan = converge_status(key, Some(metadata), Some(record), outcome, now);
+    if let Plan::Converge(converge) = &mut plan {
+        let secret_name = consumer_secret_name(key);
+        if observed.consumer.is_some()
+            && let Ok((write, mut notes)) =
+                plan_consumer(observed, store, &secret_name, KeyState::PendingImport)
+        {
+            converge.consumer = write;
+            notes.append(&mut converge.notes);
+            converge.notes = notes;
+        }
+        converge.requeue_after =
+            token_expiry.map(|due| schedule::requeue_delay(now, due, settings.max_requeue));
+    }
+    plan
+}
+
+/// An EXTERNAL key: import parameters issued while it awaits material, material imported
+/// from spec.keyMaterial, other material refused, and expired material removed.
+fn plan_external(
+    observed: &Observed<'_>,
+    record: &KeyRecord,
+    valid: &ValidKey,
+    now: Timestamp,
+    fresh: &FreshIds,
+) -> Result<Option<Plan>, Rejection> {
+    if record.origin != Origin::External {
+        return Ok(None);
+    }
+    let expire_time = valid.import.as_ref().and_then(|i| i.expire_time);
+    if !record.versions.is_empty() {
+        let expired = record
+            .imported
+            .as_ref()
+            .and_then(|i| i.expire_time.as_deref());
+        if expired
+            .and_then(schedule::parse_kms_time)
+            .is_some_and(|t| schedule::is_due(now, t))
+        {
+            let mut removed = record.clone();
+            removed.versions.clear();
+            return Ok(Some(Plan::RemoveMaterial(Box::new(removed))));
+        }
+        // The expiry time follows the spec while the material is there.
+        let wanted = expire_time.map(format_kms_time);
+        if let Some(imported) = &record.imported
+            && valid.import.is_some()
+            && imported.expire_time != wanted
+        {
+            let mut updated = record.clone();
+            if let Some(i) = updated.imported.as_mut() {
+                i.expire_time = wanted;
+            }
+            return Ok(Some(Plan::UpdateRecord(Box::new(updated), None)));
+        }
+        return Ok(None);
+    }
+    // Parameters first: an import is only tried against parameters that are still valid.
+    let token_expired = record.import_parameters.as_ref().is_none_or(|p| {
+        schedule::parse_kms_time(&p.token_expire_time).is_none_or(|t| schedule::is_due(now, t))
+    });
+    if token_expired {
+        return Ok(Some(Plan::IssueImportParameters));
+    }
+    match observed.import.as_ref() {
+        Some(Err(rejection)) => return Err(rejection.clone()),
+        Some(Ok(material)) => {
+            let fingerprint = crate::import::fingerprint(material.expose());
+            if let Some(previous) = &record.imported
+                && previous.fingerprint != fingerprint
+            {
+                return Err(Rejection::new(
+                    Code::InvalidKeyMaterial,
+                    format!(
+                        "key {} was imported with other material (version {}): only that \
+                         material can be imported into it again; import it into a new EXTERNAL \
+                         Key instead",
+                        record.key_id, previous.key_version_id
+                    ),
+                ));
+            }
+            if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t)) {
+                return Err(Rejection::new(
+                    Code::InvalidParameter,
+                    format!(
+                        "spec.keyMaterial.expireTime {} has passed; set a later time, or remove \
+                         it for material that does not expire",
+                        format_kms_time(at)
+                    ),
+                ));
+            }
+            // The same material again takes its version back; new material gets a new one.
+            let (version_id, created) = match &record.imported {
+                Some(previous) => (
+                    previous.key_version_id.clone(),
+                    previous.creation_date.clone(),
+                ),
+                None => (fresh.version_id.clone(), format_kms_time(now)),
+            };
+            let mut imported = record.clone();
+            imported.versions = vec![VersionRecord {
+                key_version_id: version_id.clone(),
+                creation_date: created.clone(),
+                requested_by: None,
+            }];
+            imported.imported = Some(ImportedMaterial {
+                key_version_id: version_id,
+                creation_date: created,
+                fingerprint,
+                expire_time: expire_time.map(format_kms_time),
+            });
+            // The parameters stay until their token expires: the same wrapped Secret can
+            // import the same material again after it expired.
+            return Ok(Some(Plan::ImportMaterial(Box::new(imported))));
+        }
+        None => {}
+    }
+    Ok(None)
 }
 
 /// Whether the key this Key reported was destroyed as scheduled (its store is gone after its
@@ -689,7 +863,11 @@ pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata
         key_state,
         key_usage: record.key_usage,
         last_rotation_date: last_rotation.map(format_kms_time),
-        material_expire_time: None,
+        material_expire_time: record
+            .imported
+            .as_ref()
+            .filter(|_| !record.versions.is_empty())
+            .and_then(|i| i.expire_time.clone()),
         next_rotation_date: rotation
             .zip(last_rotation)
             .and_then(|(interval, last)| last.checked_add(interval.as_duration()).ok())
@@ -710,6 +888,7 @@ struct Report {
     metadata: Option<KeyMetadata>,
     versions: Vec<KeyVersionEntry>,
     secret_name: Option<String>,
+    import_parameters: Option<ImportParameters>,
 }
 
 /// Every version of a key, oldest first (KMS ListKeyVersions).
@@ -739,10 +918,15 @@ fn converge_status(
         None => previous.map(|s| s.key_versions.clone()).unwrap_or_default(),
     };
     let secret_name = key.status.as_ref().and_then(|s| s.secret_name.clone());
+    // Import parameters are shown while a key awaits its material.
+    let import_parameters = record
+        .filter(|r| r.versions.is_empty())
+        .and_then(|r| r.import_parameters.clone());
     let report = Report {
         metadata,
         versions,
         secret_name,
+        import_parameters,
     };
     Plan::Converge(Box::new(status_update(key, report, outcome, now)))
 }
@@ -762,6 +946,7 @@ fn status_update(key: &Key, report: Report, outcome: Outcome, now: Timestamp) ->
     let desired = KeyStatus {
         key_metadata: report.metadata,
         key_versions: report.versions,
+        import_parameters: report.import_parameters,
         secret_name: report.secret_name,
         conditions,
         observed_generation: key.metadata.generation,

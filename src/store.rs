@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::api::labels::{self, key_label_value};
 use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use crate::error::{Code, Rejection};
-use crate::material::Material;
+use crate::import::ImportParameters;
+use crate::material::{Material, SecretBytes};
 use crate::schedule::{format_kms_time, parse_kms_time};
 
 /// The store's entry holding the [`KeyRecord`] (no material in it).
@@ -52,7 +53,30 @@ pub struct KeyRecord {
     /// Key object can lose or shorten it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion: Option<ScheduledDeletion>,
+    /// An EXTERNAL key's current import parameters; the wrapping private key is the store's
+    /// `import.private.pem` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_parameters: Option<ImportParameters>,
+    /// An EXTERNAL key's imported material: its version and fingerprint stay after it expires,
+    /// so that importing the same material again restores it and other material is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedMaterial>,
 }
+
+/// What is known of an EXTERNAL key's material (never the material itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportedMaterial {
+    pub key_version_id: String,
+    pub creation_date: String,
+    /// SHA-256 of the material, to recognise a re-import of the same material.
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<String>,
+}
+
+/// The store entry holding an EXTERNAL key's wrapping private key.
+pub const WRAPPING_KEY_ENTRY: &str = "import.private.pem";
 
 /// When the material will be destroyed, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +262,62 @@ pub fn with_record(store: &Secret, record: &KeyRecord) -> Secret {
             annotations.remove(DELETE_DATE_ANNOTATION);
         }
     }
+    updated
+}
+
+/// The store with new import parameters: the record lists them, the wrapping private key
+/// replaces the previous one (parameters are re-issued only while no material is imported).
+pub fn with_import_parameters(
+    store: &Secret,
+    record: &KeyRecord,
+    wrapping_key: &SecretBytes,
+) -> Secret {
+    let mut updated = with_record(store, record);
+    updated.data.get_or_insert_default().insert(
+        WRAPPING_KEY_ENTRY.to_string(),
+        ByteString(wrapping_key.expose().to_vec()),
+    );
+    updated
+}
+
+/// The store with imported material as the key's only version, under `record.imported`'s id.
+pub fn with_imported_material(
+    store: &Secret,
+    record: &KeyRecord,
+    material: &SecretBytes,
+) -> Option<Secret> {
+    let version = record.imported.as_ref()?;
+    let mut updated = with_record(store, record);
+    updated.data.get_or_insert_default().insert(
+        format!("{}.key", version.key_version_id),
+        ByteString(material.expose().to_vec()),
+    );
+    updated.metadata.annotations.get_or_insert_default().insert(
+        VERSIONS_ANNOTATION.into(),
+        record.versions.len().to_string(),
+    );
+    Some(updated)
+}
+
+/// The store without the material of versions `record` no longer lists: imported material
+/// that expired (DeleteKeyMaterial). The only way material leaves a store short of destroying
+/// the key.
+pub fn without_unlisted_material(store: &Secret, record: &KeyRecord) -> Secret {
+    let mut updated = with_record(store, record);
+    let listed: Vec<String> = record
+        .versions
+        .iter()
+        .flat_map(|v| version_entries(record.key_spec, &v.key_version_id))
+        .collect();
+    if let Some(data) = updated.data.as_mut() {
+        data.retain(|name, _| {
+            name == RECORD_ENTRY || name == WRAPPING_KEY_ENTRY || listed.contains(name)
+        });
+    }
+    updated.metadata.annotations.get_or_insert_default().insert(
+        VERSIONS_ANNOTATION.into(),
+        record.versions.len().to_string(),
+    );
     updated
 }
 
@@ -479,6 +559,8 @@ impl NewKeyRecord<'_> {
                 .collect(),
             pending_window_days: Some(self.pending_window_days),
             deletion: None,
+            import_parameters: None,
+            imported: None,
         }
     }
 }

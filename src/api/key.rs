@@ -173,6 +173,10 @@ pub struct KeyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_versions: Vec<KeyVersionEntry>,
 
+    /// While an EXTERNAL key awaits its material: how to wrap it (GetParametersForImport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_parameters: Option<crate::import::ImportParameters>,
+
     /// The Secret that holds the key material for consumers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,

@@ -34,7 +34,7 @@ pub struct ObservedRequest<'a> {
 #[derive(Debug, PartialEq)]
 pub enum RequestPlan {
     /// Mint the requested version and add it to the key's store; then plan again.
-    AddVersion(NewVersion),
+    AddVersion(Box<NewVersion>),
     /// Write the status (`None`: unchanged) and record the notes.
     Report {
         status: Option<KeyVersionStatus>,
@@ -97,14 +97,14 @@ pub fn plan_request(
         now,
     ) {
         Err(rejection) => report(request, None, Readiness::rejected(&rejection), now),
-        Ok(()) => RequestPlan::AddVersion(NewVersion {
+        Ok(()) => RequestPlan::AddVersion(Box::new(NewVersion {
             record: store.record.clone(),
             version: VersionRecord {
                 key_version_id: fresh_version_id.to_string(),
                 creation_date: format_kms_time(truncate_to_second(now)),
                 requested_by: uid,
             },
-        }),
+        })),
     }
 }
 

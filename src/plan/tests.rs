@@ -77,6 +77,7 @@ fn plan_at(key: &Key, store: Option<&Secret>, consumer: Option<&Secret>, now: Ti
             key,
             store,
             consumer,
+            import: None,
         },
         &settings(),
         now,
@@ -106,6 +107,13 @@ fn store_for(key: &Key) -> Secret {
         .mint
         .then(|| material::generate(new.record.key_spec).expect("minting works"));
     let mut store = store::new_store(NS, NAME, &new.record, material.as_ref());
+    if !new.mint {
+        // As the reconciler does next for an EXTERNAL key: issue import parameters.
+        let (parameters, wrapping_key) = crate::import::issue_parameters(t0()).unwrap();
+        let mut record = new.record.clone();
+        record.import_parameters = Some(parameters);
+        store = store::with_import_parameters(&store, &record, &wrapping_key);
+    }
     store.metadata.resource_version = Some("100".into());
     store
 }
@@ -312,6 +320,8 @@ fn valid_new_key_is_created_with_the_fresh_ids_and_the_kms_defaults() {
                 }],
                 pending_window_days: Some(30),
                 deletion: None,
+                import_parameters: None,
+                imported: None,
             },
             mint: true,
         }
@@ -442,6 +452,7 @@ fn invalid_request_without_store_is_reported_and_never_created() {
             KeyStatus {
                 key_metadata: None,
                 key_versions: Vec::new(),
+                import_parameters: None,
                 secret_name: None,
                 conditions: vec![Condition {
                     type_: READY.into(),
@@ -810,8 +821,13 @@ fn nothing_is_written_when_nothing_changed() {
             );
         }
         assert!(world.converge(t0()).is_noop());
-        // Later, the same plan: lastTransitionTime is kept, so the status is unchanged.
-        assert!(world.converge(later()).is_noop());
+        // Later, the same plan: lastTransitionTime is kept, so the status is unchanged; only
+        // an EXTERNAL key's import token, valid for a day, is issued anew.
+        if world.key.spec.origin.as_deref() == Some("EXTERNAL") {
+            assert!(matches!(world.plan(later()), Plan::IssueImportParameters));
+        } else {
+            assert!(world.converge(later()).is_noop());
+        }
     }
 }
 
@@ -1336,8 +1352,8 @@ fn external_key_without_material_is_pending_import() {
     let converge = world.converge(t0());
     assert_eq!(converge.consumer, None, "there is no material to publish");
     let message = format!(
-        "key {KEY_ID} has origin EXTERNAL and no material yet: import key material to \
-         enable it"
+        "key {KEY_ID} has origin EXTERNAL and no material: import key material \
+         (spec.keyMaterial, wrapped with status.importParameters.publicKey) to enable it"
     );
     assert_eq!(
         converge.notes,
@@ -1578,6 +1594,7 @@ impl World {
                 key: &self.key,
                 store: self.store.as_ref(),
                 consumer: self.consumer.as_ref(),
+                import: None,
             };
             match super::plan(&observed, &settings(), now, &ids) {
                 Plan::AddVersion(new) => {
@@ -1615,6 +1632,9 @@ impl World {
                 Plan::Destroy => {
                     self.store = None;
                     self.consumer = None;
+                }
+                Plan::IssueImportParameters | Plan::ImportMaterial(_) | Plan::RemoveMaterial(_) => {
+                    panic!("no EXTERNAL keys here")
                 }
                 Plan::CreateKey(_) => panic!("an existing key is never created again"),
             }
@@ -1697,6 +1717,7 @@ fn rotation_moves_primary_and_dates_and_keeps_every_version_for_consumers() {
             key: &world.key,
             store: world.store.as_ref(),
             consumer: world.consumer.as_ref(),
+            import: None,
         },
         &settings(),
         now,

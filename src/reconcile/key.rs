@@ -9,9 +9,65 @@ use uuid::Uuid;
 
 use super::{Context, mint};
 use crate::api::Key;
+use crate::api::Origin;
 use crate::error::Error;
+use crate::error::{Code, Rejection};
+use crate::import;
+use crate::material::SecretBytes;
 use crate::plan::{self, Converge, FreshIds, Note, Observed, Plan};
-use crate::store::{self, KeyRecord};
+use crate::store::{self, KeyRecord, Store};
+use k8s_openapi::api::core::v1::Secret;
+
+/// How soon a failed import is tried again: its Secret is not watched.
+const IMPORT_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether an EXTERNAL key's store exists and holds no material.
+fn awaits_import(key: &Key, store: Option<&Secret>) -> bool {
+    store
+        .and_then(|s| Store::read(s, &key.name_any()).ok())
+        .is_some_and(|s| s.record.origin == Origin::External && s.record.versions.is_empty())
+}
+
+/// The material spec.keyMaterial names, read and unwrapped with the store's wrapping key, for
+/// an EXTERNAL key that awaits it; or why it cannot be imported.
+fn import_attempt(
+    key: &Key,
+    store: Option<&Secret>,
+    source: Option<&Option<Secret>>,
+) -> Option<Result<SecretBytes, Rejection>> {
+    let reference = key.spec.key_material.as_ref()?;
+    let store_secret = store?;
+    let stored = Store::read(store_secret, &key.name_any()).ok()?;
+    if !awaits_import(key, store) {
+        return None;
+    }
+    let Some(Some(secret)) = source else {
+        return Some(Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "spec.keyMaterial.secretRef names Secret {}, which does not exist in this \
+                 namespace: create it with encryptedKeyMaterial and importToken (or keyMaterial)",
+                reference.secret_ref.name
+            ),
+        )));
+    };
+    let wrapping_key = store_secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(store::WRAPPING_KEY_ENTRY))
+        .map(|b| b.0.as_slice());
+    let data = secret.data.clone().unwrap_or_default();
+    Some(
+        import::unwrap(
+            &data,
+            stored.record.key_spec,
+            stored.record.import_parameters.as_ref(),
+            wrapping_key,
+            Timestamp::now(),
+        )
+        .map_err(Rejection::from),
+    )
+}
 
 /// Creating a key and rotating it each take one plan; a lost race takes another. Past this,
 /// the reconcile ends and runs again shortly.
@@ -30,15 +86,28 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         .get_secret(&namespace, &plan::consumer_secret_name(&key))
         .await?;
 
+    // The Secret spec.keyMaterial names, read once an EXTERNAL key awaits material.
+    let mut import_source = None;
+
     for _ in 0..MAX_PLANS {
+        if import_source.is_none()
+            && let Some(source) = &key.spec.key_material
+            && awaits_import(&key, store.as_ref())
+        {
+            let name = &source.secret_ref.name;
+            import_source = Some(ctx.kube.get_secret(&namespace, name).await?);
+        }
         let fresh = FreshIds {
             key_id: Uuid::new_v4().to_string(),
             version_id: Uuid::new_v4().to_string(),
         };
+        let import = import_attempt(&key, store.as_ref(), import_source.as_ref());
+        let import_failed = matches!(import, Some(Err(_)));
         let observed = Observed {
             key: &key,
             store: store.as_ref(),
             consumer: consumer.as_ref(),
+            import,
         };
         match plan::plan(&observed, &ctx.settings, Timestamp::now(), &fresh) {
             Plan::CreateKey(new_key) => {
@@ -132,7 +201,102 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                 }
                 store = ctx.kube.get_secret(&namespace, &store_name).await?;
             }
-            Plan::Converge(converge) => return apply(&ctx, &key, &converge).await,
+            Plan::IssueImportParameters => {
+                let Some(current) = store.as_ref() else {
+                    continue;
+                };
+                let Ok(stored) = Store::read(current, &name) else {
+                    continue;
+                };
+                let issued_at = Timestamp::now();
+                let (parameters, wrapping_key) =
+                    tokio::task::spawn_blocking(move || import::issue_parameters(issued_at))
+                        .await??;
+                let mut record = stored.record.clone();
+                let expires = parameters.token_expire_time.clone();
+                record.import_parameters = Some(parameters);
+                let updated = store::with_import_parameters(current, &record, &wrapping_key);
+                drop(wrapping_key);
+                match ctx.kube.replace_if_unchanged(&updated).await? {
+                    Some(replaced) => {
+                        let note = Note {
+                            warning: false,
+                            reason: "ImportParametersIssued",
+                            message: format!(
+                                "issued import parameters for key {}: wrap the material with \
+                                 status.importParameters.publicKey and import it before {expires}",
+                                record.key_id
+                            ),
+                        };
+                        ctx.kube.record(key.as_ref(), &note).await;
+                        store = Some(replaced);
+                    }
+                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
+                }
+            }
+            Plan::ImportMaterial(record) => {
+                let Some(current) = store.as_ref() else {
+                    continue;
+                };
+                let Some(Ok(material)) =
+                    import_attempt(&key, store.as_ref(), import_source.as_ref())
+                else {
+                    continue;
+                };
+                let Some(updated) = store::with_imported_material(current, &record, &material)
+                else {
+                    continue;
+                };
+                drop(material);
+                match ctx.kube.replace_if_unchanged(&updated).await? {
+                    Some(replaced) => {
+                        let version = record.imported.as_ref().map(|i| i.key_version_id.clone());
+                        let note = Note {
+                            warning: false,
+                            reason: "KeyMaterialImported",
+                            message: format!(
+                                "imported key material into key {} as version {}",
+                                record.key_id,
+                                version.unwrap_or_default()
+                            ),
+                        };
+                        ctx.kube.record(key.as_ref(), &note).await;
+                        store = Some(replaced);
+                    }
+                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
+                }
+            }
+            Plan::RemoveMaterial(record) => {
+                let Some(current) = store.as_ref() else {
+                    continue;
+                };
+                let updated = store::without_unlisted_material(current, &record);
+                match ctx.kube.replace_if_unchanged(&updated).await? {
+                    Some(replaced) => {
+                        let note = Note {
+                            warning: false,
+                            reason: "KeyMaterialExpired",
+                            message: format!(
+                                "the imported material of key {} expired and was removed; the key \
+                                 awaits its import again (the same material only)",
+                                record.key_id
+                            ),
+                        };
+                        ctx.kube.record(key.as_ref(), &note).await;
+                        store = Some(replaced);
+                    }
+                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
+                }
+            }
+            Plan::Converge(converge) => {
+                let action = apply(&ctx, &key, &converge).await?;
+                // The import Secret is not watched: look again for it to appear or change.
+                return Ok(if import_failed {
+                    Action::requeue(IMPORT_RETRY)
+                } else {
+                    action
+                });
+            }
         }
     }
     Ok(Action::requeue(std::time::Duration::from_secs(1)))

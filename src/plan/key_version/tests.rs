@@ -123,6 +123,7 @@ fn store_for(key: &Key, created: Timestamp) -> Secret {
         key,
         store: None,
         consumer: None,
+        import: None,
     };
     let new = match crate::plan::plan(&observed, &settings(), created, &fresh) {
         Plan::CreateKey(new) => new,
@@ -284,7 +285,7 @@ fn plan_for(world: &World, request: &KeyVersion, now: Timestamp, version_id: &st
 // `RequestPlan`'s Debug holds no material: records and statuses only.
 fn expect_add(plan: RequestPlan) -> NewVersion {
     match plan {
-        RequestPlan::AddVersion(new) => new,
+        RequestPlan::AddVersion(new) => *new,
         other => panic!("expected AddVersion, got {other:?}"),
     }
 }
