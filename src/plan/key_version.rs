@@ -132,19 +132,12 @@ fn check_rules(
     let desired = key
         .and_then(|k| k.spec.key_state.as_deref())
         .and_then(KeyState::parse);
-    match super::lifecycle::key_state(record, desired.or(Some(KeyState::Enabled))) {
-        KeyState::Enabled => {}
-        state => {
-            let code = match state {
-                KeyState::Disabled => Code::RejectedDisabled,
-                KeyState::PendingDeletion => Code::RejectedPendingDeletion,
-                _ => Code::RejectedPendingImport,
-            };
-            return Err(Rejection::new(
-                code,
-                format!("key {key_name} ({key_id}) is {state}: new versions need an Enabled key"),
-            ));
-        }
+    let state = super::lifecycle::key_state(record, desired.or(Some(KeyState::Enabled)));
+    if let Some(code) = super::lifecycle::refuses_new_versions(state) {
+        return Err(Rejection::new(
+            code,
+            format!("key {key_name} ({key_id}) is {state}: new versions need an Enabled key"),
+        ));
     }
     if let Some(last) = record.last_rotation() {
         let min = settings.key_version_min_interval;

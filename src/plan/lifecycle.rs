@@ -5,6 +5,7 @@ use jiff::Timestamp;
 
 use super::{Note, PlanSettings};
 use crate::api::KeyState;
+use crate::error::Code;
 use crate::rules::{DEFAULT_PENDING_WINDOW_DAYS, ValidKey};
 use crate::schedule::{self, Interval, format_kms_time, parse_kms_time};
 use crate::store::{DeletionCause, KeyRecord, ScheduledDeletion};
@@ -22,6 +23,21 @@ pub fn key_state(record: &KeyRecord, desired: Option<KeyState>) -> KeyState {
     } else {
         KeyState::Enabled
     }
+}
+
+/// What CreateKeyVersion answers a key in `state` (the seed: only Enabled keys take versions).
+pub fn refuses_new_versions(state: KeyState) -> Option<Code> {
+    match state {
+        KeyState::Enabled => None,
+        KeyState::Disabled => Some(Code::RejectedDisabled),
+        KeyState::PendingDeletion => Some(Code::RejectedPendingDeletion),
+        KeyState::PendingImport => Some(Code::RejectedPendingImport),
+    }
+}
+
+/// Whether consumers get the material of a key in `state`: only an Enabled key's.
+pub fn serves_material(state: KeyState) -> bool {
+    state == KeyState::Enabled
 }
 
 /// A change to a key's lifecycle, to be written to its store (or carried out).
@@ -139,4 +155,283 @@ fn schedule_deletion(
         cause,
     });
     scheduled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
+    use crate::plan::key_metadata;
+    use crate::rules::{RuleSettings, validate};
+    use crate::store::VersionRecord;
+
+    fn record(versions: usize, deletion: Option<DeletionCause>) -> KeyRecord {
+        KeyRecord {
+            key_id: "k".into(),
+            arn: "acs:kms:local:1:key/k".into(),
+            creator: "1".into(),
+            creation_date: "2026-01-01T00:00:00Z".into(),
+            key_spec: KeySpec::AliyunAes256,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::AliyunKms,
+            protection_level: ProtectionLevel::Software,
+            versions: (0..versions)
+                .map(|i| VersionRecord {
+                    key_version_id: format!("v{i}"),
+                    creation_date: "2026-01-01T00:00:00Z".into(),
+                    requested_by: None,
+                })
+                .collect(),
+            pending_window_days: Some(7),
+            deletion: deletion.map(|cause| ScheduledDeletion {
+                delete_date: "2026-01-08T00:00:00Z".into(),
+                scheduled_at: "2026-01-01T00:00:00Z".into(),
+                cause,
+            }),
+            import_parameters: None,
+            imported: None,
+        }
+    }
+
+    fn settings() -> PlanSettings {
+        PlanSettings {
+            rules: RuleSettings::with_seed_bounds("local"),
+            account_id: "1".into(),
+            max_requeue: std::time::Duration::from_secs(600),
+            key_version_min_interval: Interval::from_days(7),
+            max_asymmetric_versions: 50,
+            pending_window_unit: Interval::from_days(1),
+        }
+    }
+
+    fn valid(key_state: &str, rotating: bool, protected: bool) -> ValidKey {
+        let request = KeyRequest {
+            key_state: Some(key_state.into()),
+            enable_automatic_rotation: Some(rotating),
+            rotation_interval: rotating.then(|| "30d".into()),
+            deletion_protection: Some(protected),
+            pending_window_in_days: Some(7),
+            ..KeyRequest::default()
+        };
+        validate(&request, &settings().rules).unwrap()
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    /// The seed's KeyState table: what each state is, and what it allows.
+    #[test]
+    fn each_state_allows_what_the_seed_says() {
+        use KeyState::*;
+        // (what the store holds, what the spec asks, the state, serves material, rotation,
+        //  CreateKeyVersion's answer)
+        let table = [
+            (
+                record(1, None),
+                "Enabled",
+                Enabled,
+                true,
+                AutomaticRotationState::Enabled,
+                None,
+            ),
+            (
+                record(1, None),
+                "Disabled",
+                Disabled,
+                false,
+                AutomaticRotationState::Suspended,
+                Some(Code::RejectedDisabled),
+            ),
+            (
+                record(1, Some(DeletionCause::KeyState)),
+                "PendingDeletion",
+                PendingDeletion,
+                false,
+                AutomaticRotationState::Suspended,
+                Some(Code::RejectedPendingDeletion),
+            ),
+            (
+                record(1, Some(DeletionCause::KeyDeleted)),
+                "PendingDeletion",
+                PendingDeletion,
+                false,
+                AutomaticRotationState::Suspended,
+                Some(Code::RejectedPendingDeletion),
+            ),
+            (
+                record(0, None),
+                "Enabled",
+                PendingImport,
+                false,
+                AutomaticRotationState::Suspended,
+                Some(Code::RejectedPendingImport),
+            ),
+        ];
+        for (record, asked, state, serves, rotation, versions) in table {
+            let valid = valid(asked, true, false);
+            assert_eq!(
+                key_state(&record, Some(valid.desired_state)),
+                state,
+                "{asked}"
+            );
+            assert_eq!(serves_material(state), serves, "{state}");
+            assert_eq!(refuses_new_versions(state), versions, "{state}");
+            let metadata = key_metadata(&record, Some(&valid));
+            assert_eq!(metadata.key_state, state);
+            assert_eq!(
+                metadata.automatic_rotation.as_str(),
+                rotation.as_str(),
+                "{state}"
+            );
+            assert_eq!(
+                metadata.delete_date.is_some(),
+                state == PendingDeletion,
+                "{state}"
+            );
+        }
+    }
+
+    /// Stand-in so the table reads in the seed's words.
+    #[derive(Clone, Copy)]
+    enum AutomaticRotationState {
+        Enabled,
+        Suspended,
+    }
+
+    impl AutomaticRotationState {
+        fn as_str(self) -> &'static str {
+            match self {
+                AutomaticRotationState::Enabled => "Enabled",
+                AutomaticRotationState::Suspended => "Suspended",
+            }
+        }
+    }
+
+    #[test]
+    fn scheduling_records_the_date_with_the_material() {
+        let now = at("2026-01-01T10:00:00.7Z");
+        let Some(LifecycleStep::Record(scheduled, Some(note))) = plan_lifecycle(
+            &record(1, None),
+            &valid("PendingDeletion", false, false),
+            &settings(),
+            now,
+        ) else {
+            panic!("a deletion is scheduled");
+        };
+        let deletion = scheduled.deletion.unwrap();
+        assert_eq!(
+            deletion.delete_date, "2026-01-08T10:00:00Z",
+            "7 days, whole seconds"
+        );
+        assert_eq!(deletion.cause, DeletionCause::KeyState);
+        assert_eq!(note.reason, "KeyDeletionScheduled");
+    }
+
+    #[test]
+    fn deletion_protection_schedules_nothing() {
+        let step = plan_lifecycle(
+            &record(1, None),
+            &valid("PendingDeletion", false, true),
+            &settings(),
+            at("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(step, None);
+    }
+
+    #[test]
+    fn enabled_or_disabled_cancels_even_past_the_date() {
+        for asked in ["Enabled", "Disabled"] {
+            for now in ["2026-01-02T00:00:00Z", "2026-02-01T00:00:00Z"] {
+                let step = plan_lifecycle(
+                    &record(1, Some(DeletionCause::KeyDeleted)),
+                    &valid(asked, false, false),
+                    &settings(),
+                    at(now),
+                );
+                let Some(LifecycleStep::Record(cancelled, Some(note))) = step else {
+                    panic!("{asked} {now}: cancel")
+                };
+                assert_eq!(cancelled.deletion, None);
+                assert_eq!(note.reason, "KeyDeletionCancelled");
+            }
+        }
+    }
+
+    #[test]
+    fn material_is_destroyed_at_the_recorded_date_never_before() {
+        let pending = record(1, Some(DeletionCause::KeyState));
+        let asked = valid("PendingDeletion", false, false);
+        assert_eq!(
+            plan_lifecycle(
+                &pending,
+                &asked,
+                &settings(),
+                at("2026-01-07T23:59:59.999Z")
+            ),
+            None
+        );
+        assert_eq!(
+            plan_lifecycle(&pending, &asked, &settings(), at("2026-01-08T00:00:00Z")),
+            Some(LifecycleStep::Destroy)
+        );
+        let mut unreadable = pending.clone();
+        unreadable.deletion.as_mut().unwrap().delete_date = "soon".into();
+        assert_eq!(
+            plan_lifecycle(&unreadable, &asked, &settings(), at("2099-01-01T00:00:00Z")),
+            None,
+            "an unreadable date never destroys"
+        );
+    }
+
+    #[test]
+    fn a_deleted_keys_store_gets_the_recorded_window_then_is_destroyed() {
+        let now = at("2026-03-01T00:00:00Z");
+        let Some(LifecycleStep::Record(scheduled, None)) =
+            plan_orphan(&record(1, None), &settings(), now)
+        else {
+            panic!("scheduled");
+        };
+        let deletion = scheduled.deletion.clone().unwrap();
+        assert_eq!(
+            deletion.delete_date, "2026-03-08T00:00:00Z",
+            "the recorded 7-day window"
+        );
+        assert_eq!(deletion.cause, DeletionCause::KeyDeleted);
+        assert_eq!(
+            plan_orphan(&scheduled, &settings(), at("2026-03-07T23:59:59Z")),
+            None
+        );
+        assert_eq!(
+            plan_orphan(&scheduled, &settings(), at("2026-03-08T00:00:00Z")),
+            Some(LifecycleStep::Destroy)
+        );
+        let mut unrecorded = record(1, None);
+        unrecorded.pending_window_days = None;
+        let Some(LifecycleStep::Record(defaulted, None)) =
+            plan_orphan(&unrecorded, &settings(), now)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            defaulted.deletion.unwrap().delete_date,
+            "2026-03-31T00:00:00Z",
+            "30 days by default"
+        );
+    }
+
+    #[test]
+    fn the_pending_window_unit_scales_a_day_for_tests() {
+        let mut fast = settings();
+        fast.pending_window_unit = Interval::from_secs(1);
+        let Some(LifecycleStep::Record(scheduled, _)) =
+            plan_orphan(&record(1, None), &fast, at("2026-03-01T00:00:00Z"))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            scheduled.deletion.unwrap().delete_date,
+            "2026-03-01T00:00:07Z"
+        );
+    }
 }
