@@ -316,14 +316,7 @@ fn plan_with_store(
                 record.key_id, valid.pending_window_days
             ),
         );
-        let metadata = key_metadata(record, Some(&valid));
-        return converge_status(
-            key,
-            Some(metadata),
-            Some(record),
-            Outcome::Rejected(rejection),
-            now,
-        );
+        return refuse(key, record, &valid, rejection, now);
     }
     if let Some(step) = lifecycle::plan_lifecycle(record, &valid, settings, now) {
         return match step {
@@ -340,14 +333,7 @@ fn plan_with_store(
                 record.key_id
             ),
         );
-        let metadata = key_metadata(record, Some(&valid));
-        return converge_status(
-            key,
-            Some(metadata),
-            Some(record),
-            Outcome::Rejected(rejection),
-            now,
-        );
+        return refuse(key, record, &valid, rejection, now);
     }
 
     let metadata = key_metadata(record, Some(&valid));
@@ -462,6 +448,24 @@ fn plan_with_store(
     .min();
     converge.requeue_after = due.map(|due| schedule::requeue_delay(now, due, settings.max_requeue));
     Plan::Converge(Box::new(converge))
+}
+
+/// Refuses what the spec asks, while still reporting the key as it is.
+fn refuse(
+    key: &Key,
+    record: &KeyRecord,
+    valid: &ValidKey,
+    rejection: Rejection,
+    now: Timestamp,
+) -> Plan {
+    let metadata = key_metadata(record, Some(valid));
+    converge_status(
+        key,
+        Some(metadata),
+        Some(record),
+        Outcome::Rejected(rejection),
+        now,
+    )
 }
 
 /// The consumer Secret write, if any, and the event it deserves. A Secret of that name that

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use uuid::Uuid;
 
-use super::{Context, mint};
+use super::{Context, add_version, mint};
 use crate::api::Key;
 use crate::api::Origin;
 use crate::error::Error;
@@ -135,16 +135,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                 let Some(current) = store.as_ref() else {
                     continue;
                 };
-                let material = mint(new_version.record.key_spec).await?;
-                let grown = store::with_new_version(
-                    current,
-                    &new_version.record,
-                    &new_version.version,
-                    &material,
-                );
-                drop(material);
-                let Some(grown) = grown else { continue };
-                match ctx.kube.replace_if_unchanged(&grown).await? {
+                match add_version(&ctx, current, &new_version).await? {
                     Some(replaced) => {
                         let id = &new_version.version.key_version_id;
                         tracing::info!(key = %name, %namespace, key_id = %new_version.record.key_id,

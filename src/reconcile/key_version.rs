@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use uuid::Uuid;
 
-use super::{Context, mint};
+use super::{Context, add_version};
 use crate::api::KeyVersion;
 use crate::error::Error;
 use crate::plan::key_version::{ObservedRequest, RequestPlan, plan_request};
@@ -45,16 +45,7 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                 let Some(current) = store.as_ref() else {
                     continue;
                 };
-                let material = mint(new_version.record.key_spec).await?;
-                let grown = store::with_new_version(
-                    current,
-                    &new_version.record,
-                    &new_version.version,
-                    &material,
-                );
-                drop(material);
-                let Some(grown) = grown else { continue };
-                match ctx.kube.replace_if_unchanged(&grown).await? {
+                match add_version(&ctx, current, &new_version).await? {
                     Some(replaced) => {
                         tracing::info!(key = %key_name, %namespace,
                             key_id = %new_version.record.key_id, key_version_id = %version_id,

@@ -247,6 +247,28 @@ async fn log_outcome<T, E: std::fmt::Display>(result: Result<T, E>) {
     }
 }
 
+/// Mints a new version's material and adds it to the store it was planned from. `None` when
+/// the store changed meanwhile (the caller reads it again and re-plans; the material minted
+/// here is dropped unused) or the version id is taken.
+async fn add_version(
+    ctx: &Context,
+    current: &Secret,
+    new_version: &crate::plan::NewVersion,
+) -> Result<Option<Secret>, Error> {
+    let material = mint(new_version.record.key_spec).await?;
+    let grown = crate::store::with_new_version(
+        current,
+        &new_version.record,
+        &new_version.version,
+        &material,
+    );
+    drop(material);
+    match grown {
+        Some(grown) => ctx.kube.replace_if_unchanged(&grown).await,
+        None => Ok(None),
+    }
+}
+
 /// Mints material off the async workers: RSA takes hundreds of milliseconds of CPU.
 async fn mint(spec: KeySpec) -> Result<Material, Error> {
     Ok(tokio::task::spawn_blocking(move || material::generate(spec)).await??)
