@@ -189,6 +189,19 @@ pub fn quote(value: &str) -> String {
     }
 }
 
+impl From<crate::import::ImportError> for Rejection {
+    fn from(error: crate::import::ImportError) -> Self {
+        use crate::import::ImportError as E;
+        let code = match &error {
+            E::InvalidKeyMaterial(_) => Code::InvalidKeyMaterial,
+            E::InvalidImportToken(_) => Code::InvalidImportToken,
+            E::ExpiredImportToken(_) => Code::ExpiredImportToken,
+            E::InvalidParameter(_) => Code::InvalidParameter,
+        };
+        Rejection::new(code, error.detail())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,18 +239,5 @@ mod tests {
         let quoted = quote(&long);
         assert!(quoted.len() < 100, "{quoted}");
         assert!(quoted.ends_with("(10000 characters)"));
-    }
-}
-
-impl From<crate::import::ImportError> for Rejection {
-    fn from(error: crate::import::ImportError) -> Self {
-        use crate::import::ImportError as E;
-        let code = match &error {
-            E::InvalidKeyMaterial(_) => Code::InvalidKeyMaterial,
-            E::InvalidImportToken(_) => Code::InvalidImportToken,
-            E::ExpiredImportToken(_) => Code::ExpiredImportToken,
-            E::InvalidParameter(_) => Code::InvalidParameter,
-        };
-        Rejection::new(code, error.detail())
     }
 }

@@ -643,7 +643,21 @@ fn plan_external(
             removed.versions.clear();
             return Ok(Some(Plan::RemoveMaterial(Box::new(removed))));
         }
-        // The expiry time follows the spec while the material is there.
+        // The expiry time follows the spec while the material is there; a time already past
+        // is refused rather than taking the key out of service at once.
+        if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t))
+            && record.imported.as_ref().and_then(|i| i.expire_time.clone())
+                != Some(format_kms_time(at))
+        {
+            return Err(Rejection::new(
+                Code::InvalidParameter,
+                format!(
+                    "spec.keyMaterial.expireTime {} has passed; set a later time, or remove it \
+                     for material that does not expire",
+                    format_kms_time(at)
+                ),
+            ));
+        }
         let wanted = expire_time.map(format_kms_time);
         if let Some(imported) = &record.imported
             && valid.import.is_some()

@@ -65,7 +65,9 @@ pub enum IntervalError {
 /// Parses the seed's `integer[unit]` syntax: `365d`, `36h`, `90m`, `604800s`.
 /// Case-sensitive, no signs, no spaces, no fractions.
 pub fn parse_interval(text: &str) -> Result<Interval, IntervalError> {
-    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    // The unit is the last character, which may be any character: split on its boundary.
+    let split = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (digits, unit) = text.split_at(split);
     let multiplier: u64 = match unit {
         "d" => 86_400,
         "h" => 3_600,

@@ -149,10 +149,20 @@ pub fn store_name(key_name: &str) -> String {
     } else {
         format!(
             "{}.{}{SUFFIX}",
-            &key_name[..200].trim_end_matches(['-', '.']),
+            prefix_chars(key_name, 200).trim_end_matches(['-', '.']),
             short_hash(key_name)
         )
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary (names
+/// from user input may hold any characters).
+pub fn prefix_chars(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A short, stable hash for names and labels (not a security boundary).

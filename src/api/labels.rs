@@ -34,7 +34,8 @@ pub fn key_label_value(key_name: &str) -> String {
         return key_name.to_string();
     }
     let digest = crate::store::short_hash(key_name);
-    let prefix = key_name[..MAX - digest.len() - 1].trim_end_matches(['-', '.']);
+    let prefix =
+        crate::store::prefix_chars(key_name, MAX - digest.len() - 1).trim_end_matches(['-', '.']);
     format!("{prefix}-{digest}")
 }
 
