@@ -5,6 +5,14 @@
 #   hack/local-cluster.sh install      install packages and build the binaries (cached)
 #   hack/local-cluster.sh up DIR       start a control plane; writes DIR/kubeconfig and DIR/env
 #   hack/local-cluster.sh down DIR     stop the control plane started in DIR
+#   hack/local-cluster.sh stop DIR C [--kill]
+#                                      stop one component C (etcd, kube-apiserver or
+#                                      kube-controller-manager) of the control plane in DIR:
+#                                      SIGTERM (SIGKILL after 10s), or SIGKILL at once
+#   hack/local-cluster.sh start DIR C  start C again with its command line in DIR/C.cmd (same
+#                                      ports, same data), and wait until it is ready
+#   hack/local-cluster.sh restart DIR C [--kill]
+#                                      stop, then start (fault-injection tests use these)
 #
 # Debian bookworm ships no kube-apiserver binary, but its `kubernetes` source package (1.20,
 # Go dependencies vendored) builds one. Binaries are cached in $KEYWARD_CACHE (default
@@ -164,6 +172,134 @@ wait_ready() {
   return 1
 }
 
+# One line of shell words that `start` runs again with `exec`.
+write_cmd() {
+  local dir=$1 name=$2
+  shift 2
+  printf '%q ' "$@" >"$dir/$name.cmd"
+  printf '\n' >>"$dir/$name.cmd"
+}
+
+COMPONENTS="etcd kube-apiserver kube-controller-manager"
+
+check_component() {
+  case " $COMPONENTS " in
+    *" $1 "*) ;;
+    *) log "unknown component '$1': one of $COMPONENTS"; exit 2 ;;
+  esac
+}
+
+# Whether process $1 runs (neither gone nor a zombie).
+process_alive() {
+  local pid=$1 state
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Whether process $1 runs and is component $2 (a recycled pid is not).
+component_alive() {
+  local argv0
+  process_alive "$1" || return 1
+  argv0=$(head -z -n1 "/proc/$1/cmdline" 2>/dev/null | tr -d '\0') || return 1
+  [ "${argv0##*/}" = "$2" ]
+}
+
+component_pid() {
+  cat "$1/$2.pid" 2>/dev/null || true
+}
+
+# Stops one component: SIGTERM, then SIGKILL after 10 s; or with --kill SIGKILL at once, as a
+# crash (kube-apiserver's graceful stop holds long-running requests, watches, for many
+# seconds). Returns once it is gone.
+stop_component() {
+  local dir=$1 name=$2 how=${3:-} pid
+  pid=$(component_pid "$dir" "$name")
+  if ! component_alive "$pid" "$name"; then
+    log "$name is not running in $dir"
+    return 0
+  fi
+  case $how in
+    --kill) kill -9 "$pid" 2>/dev/null || true ;;
+    "") kill "$pid" 2>/dev/null || true ;;
+    *) log "unknown option '$how': --kill or nothing"; return 2 ;;
+  esac
+  for _ in $(seq 1 100); do component_alive "$pid" "$name" || break; sleep 0.1; done
+  if component_alive "$pid" "$name"; then
+    log "$name did not stop within 10s; killing it"
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do component_alive "$pid" "$name" || break; sleep 0.1; done
+  fi
+  if component_alive "$pid" "$name"; then
+    log "$name (pid $pid) does not stop"
+    return 1
+  fi
+  log "stopped $name (pid $pid)"
+}
+
+http_ok() {
+  python3 -c 'import sys, urllib.request
+try:
+    body = urllib.request.urlopen(sys.argv[1], timeout=2).read()
+except Exception:
+    sys.exit(1)
+sys.exit(0 if b"true" in body else 1)' "$1"
+}
+
+apiserver_ready() {
+  KUBECONFIG=$1/kubeconfig "$BIN/kubectl" get --raw /readyz >/dev/null 2>&1
+}
+
+# Starts one component again from DIR/<component>.cmd (appending to its log) and waits until
+# it is ready: etcd healthy and the API server ready again; the API server ready; the
+# controller manager's caches synced. At most 60 s.
+start_component() {
+  local dir=$1 name=$2 pid offset started ready=false
+  [ -f "$dir/$name.cmd" ] || { log "no $dir/$name.cmd: was the control plane started by this script's up?"; return 1; }
+  pid=$(component_pid "$dir" "$name")
+  if component_alive "$pid" "$name"; then
+    log "$name is already running in $dir (pid $pid)"
+    return 1
+  fi
+  offset=$(stat -c %s "$dir/$name.log" 2>/dev/null || echo 0)
+  printf '[local-cluster] starting %s again at %s\n' "$name" "$(date -u +%FT%TZ)" >>"$dir/$name.log"
+  started=$(date +%s%N)
+  bash -c "exec $(cat "$dir/$name.cmd")" </dev/null >>"$dir/$name.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$dir/$name.pid"
+  for _ in $(seq 1 240); do
+    if ! process_alive "$pid"; then
+      log "$name exited; last lines of $dir/$name.log:"
+      tail -n 30 "$dir/$name.log" >&2
+      return 1
+    fi
+    case $name in
+      etcd)
+        if http_ok "$(cat "$dir/etcd.endpoint")/health"; then
+          if ! component_alive "$(component_pid "$dir" kube-apiserver)" kube-apiserver ||
+            apiserver_ready "$dir"; then
+            ready=true
+          fi
+        fi
+        ;;
+      kube-apiserver) apiserver_ready "$dir" && ready=true ;;
+      kube-controller-manager)
+        # Not grep -q: with pipefail, tail's SIGPIPE would fail the pipeline.
+        tail -c +"$((offset + 1))" "$dir/$name.log" |
+          grep 'Caches are synced for namespace' >/dev/null && ready=true
+        ;;
+    esac
+    $ready && break
+    sleep 0.25
+  done
+  if ! $ready; then
+    log "$name not ready after 60s; last lines of $dir/$name.log:"
+    tail -n 30 "$dir/$name.log" >&2
+    return 1
+  fi
+  log "started $name (pid $pid), ready after $((($(date +%s%N) - started) / 1000000)) ms"
+}
+
 up() {
   local dir=${1:?usage: up DIR}
   install_packages
@@ -177,43 +313,49 @@ up() {
   etcd_peer=$(free_port)
   api_port=$(free_port)
 
-  etcd --name local --data-dir "$dir/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-    --initial-cluster "local=http://127.0.0.1:$etcd_peer" \
-    --unsafe-no-fsync \
-    >"$dir/etcd.log" 2>&1 &
+  # Each component's command line is also written to DIR/<component>.cmd, so that `restart`
+  # starts it again exactly as here.
+  local etcd_cmd=(etcd --name local --data-dir "$dir/etcd"
+    --listen-client-urls "http://127.0.0.1:$etcd_port"
+    --advertise-client-urls "http://127.0.0.1:$etcd_port"
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer"
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer"
+    --initial-cluster "local=http://127.0.0.1:$etcd_peer"
+    --unsafe-no-fsync)
+  write_cmd "$dir" etcd "${etcd_cmd[@]}"
+  printf 'http://127.0.0.1:%s\n' "$etcd_port" >"$dir/etcd.endpoint"
+  "${etcd_cmd[@]}" >"$dir/etcd.log" 2>&1 &
   echo $! >"$dir/etcd.pid"
 
-  "$BIN/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
-    --secure-port "$api_port" --insecure-port 0 \
-    --tls-cert-file "$dir/serving.crt" --tls-private-key-file "$dir/serving.key" \
-    --client-ca-file "$dir/ca.crt" \
-    --token-auth-file "$dir/tokens.csv" \
-    --authorization-mode RBAC \
-    --service-account-key-file "$dir/sa.pub" \
-    --service-account-signing-key-file "$dir/sa.key" \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-cluster-ip-range 10.96.0.0/24 \
-    --endpoint-reconciler-type none \
-    --audit-log-path "$dir/audit.log" --audit-policy-file "$dir/audit-policy.yaml" \
-    --audit-log-maxsize 200 \
-    >"$dir/kube-apiserver.log" 2>&1 &
+  local apiserver_cmd=("$BIN/kube-apiserver"
+    --etcd-servers "http://127.0.0.1:$etcd_port"
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1
+    --secure-port "$api_port" --insecure-port 0
+    --tls-cert-file "$dir/serving.crt" --tls-private-key-file "$dir/serving.key"
+    --client-ca-file "$dir/ca.crt"
+    --token-auth-file "$dir/tokens.csv"
+    --authorization-mode RBAC
+    --service-account-key-file "$dir/sa.pub"
+    --service-account-signing-key-file "$dir/sa.key"
+    --service-account-issuer https://kubernetes.default.svc
+    --service-cluster-ip-range 10.96.0.0/24
+    --endpoint-reconciler-type none
+    --audit-log-path "$dir/audit.log" --audit-policy-file "$dir/audit-policy.yaml"
+    --audit-log-maxsize 200)
+  write_cmd "$dir" kube-apiserver "${apiserver_cmd[@]}"
+  "${apiserver_cmd[@]}" >"$dir/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
 
   write_kubeconfig "$dir" "$api_port"
 
-  "$BIN/kube-controller-manager" \
-    --kubeconfig "$dir/kubeconfig" \
-    --controllers garbagecollector,namespace,serviceaccount-token,serviceaccount \
-    --service-account-private-key-file "$dir/sa.key" \
-    --root-ca-file "$dir/ca.crt" \
-    --leader-elect=false --port 0 --secure-port 0 \
-    >"$dir/kube-controller-manager.log" 2>&1 &
+  local controller_manager_cmd=("$BIN/kube-controller-manager"
+    --kubeconfig "$dir/kubeconfig"
+    --controllers "garbagecollector,namespace,serviceaccount-token,serviceaccount"
+    --service-account-private-key-file "$dir/sa.key"
+    --root-ca-file "$dir/ca.crt"
+    --leader-elect=false --port 0 --secure-port 0)
+  write_cmd "$dir" kube-controller-manager "${controller_manager_cmd[@]}"
+  "${controller_manager_cmd[@]}" >"$dir/kube-controller-manager.log" 2>&1 &
   echo $! >"$dir/kube-controller-manager.pid"
 
   wait_ready "$dir"
@@ -257,5 +399,21 @@ case ${1:-} in
   kubectl-path) echo "$BIN/kubectl" ;;
   up) mkdir -p "${2:?usage: up DIR}"; write_audit_policy "$2"; up "$2" ;;
   down) down "${2:?usage: down DIR}" ;;
-  *) echo "usage: $0 install | up DIR | down DIR" >&2; exit 2 ;;
+  stop | start | restart)
+    dir=${2:?usage: $1 DIR COMPONENT}
+    component=${3:?usage: $1 DIR etcd|kube-apiserver|kube-controller-manager}
+    check_component "$component"
+    [ -d "$dir" ] || { log "no cluster directory $dir"; exit 1; }
+    dir=$(cd "$dir" && pwd)
+    case $1 in
+      stop) stop_component "$dir" "$component" "${4:-}" ;;
+      start) start_component "$dir" "$component" ;;
+      restart) stop_component "$dir" "$component" "${4:-}" && start_component "$dir" "$component" ;;
+    esac
+    ;;
+  *)
+    echo "usage: $0 install | up DIR | down DIR | stop|restart DIR COMPONENT [--kill] | start DIR COMPONENT" >&2
+    echo "  COMPONENT: etcd, kube-apiserver or kube-controller-manager" >&2
+    exit 2
+    ;;
 esac
