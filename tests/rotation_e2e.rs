@@ -280,28 +280,24 @@ async fn apply_request(env: &TestEnv, manifest: &str) -> KeyVersion {
 }
 
 async fn wait_request(env: &TestEnv, name: &str, reason: &str) -> KeyVersion {
-    let api: Api<KeyVersion> = Api::namespaced(env.client.clone(), &env.namespace);
-    let deadline = Instant::now() + common::CONVERGE;
-    loop {
-        let request = api.get(name).await.unwrap();
-        let ready = request
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-        if ready.is_some_and(|c| c.reason == reason) {
-            return request;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "KeyVersion {name} did not become {reason}: {:?}",
-            ready.map(|c| &c.message)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_request_where(env, name, reason, |r| r == reason).await
 }
 
 /// Waits until a request is Created or finally rejected.
 async fn wait_request_settled(env: &TestEnv, name: &str) -> KeyVersion {
+    wait_request_where(env, name, "settled", |r| {
+        r == "Created" || r.starts_with("Rejected")
+    })
+    .await
+}
+
+/// Waits until the request's Ready reason satisfies `done`; `what` names it in a failure.
+async fn wait_request_where(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> KeyVersion {
     let api: Api<KeyVersion> = Api::namespaced(env.client.clone(), &env.namespace);
     let deadline = Instant::now() + common::CONVERGE;
     loop {
@@ -310,12 +306,13 @@ async fn wait_request_settled(env: &TestEnv, name: &str) -> KeyVersion {
             .status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-        if ready.is_some_and(|c| c.reason == "Created" || c.reason.starts_with("Rejected")) {
+        if ready.is_some_and(|c| done(&c.reason)) {
             return request;
         }
         assert!(
             Instant::now() < deadline,
-            "KeyVersion {name} did not settle"
+            "KeyVersion {name} did not become {what}: {:?}",
+            ready.map(|c| &c.message)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
