@@ -13,6 +13,8 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::ListParams;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use crate::api::labels;
 use crate::api::{Key, KeySpec};
@@ -31,12 +33,56 @@ pub struct Kube {
     client: Client,
     /// Which operator process reports events (the pod name in a cluster).
     instance: String,
+    pub own_writes: OwnWrites,
+}
+
+/// The versions of objects the Key reconciler wrote, so that the watch event of its own write
+/// does not wake it again: it went on planning from the object the write returned. Writes by
+/// the other reconcilers (a KeyVersion's new version, the janitor's) are not noted: the Key
+/// reconciler must hear of those. Each version is forgotten once its event is seen. A write
+/// whose event never comes (a watch that re-lists past it) costs an entry, so the set is
+/// emptied when it grows large: at worst that is one needless reconcile per entry.
+#[derive(Clone, Default)]
+pub struct OwnWrites(Arc<Mutex<HashSet<(String, String)>>>);
+
+impl OwnWrites {
+    const MAX: usize = 100_000;
+
+    fn version_of(object: &impl Resource) -> Option<(String, String)> {
+        Some((object.uid()?, object.resource_version()?))
+    }
+
+    pub fn note(&self, written: &impl Resource) {
+        if let Some(version) = Self::version_of(written) {
+            let mut versions = self.0.lock().expect("own writes");
+            if versions.len() >= Self::MAX {
+                versions.clear();
+            }
+            versions.insert(version);
+        }
+    }
+
+    /// Notes `written` and hands it back.
+    pub fn noted<K: Resource>(&self, written: K) -> K {
+        self.note(&written);
+        written
+    }
+
+    /// Whether `observed` is exactly what this process last wrote (then forgotten).
+    pub fn is_echo(&self, observed: &impl Resource) -> bool {
+        Self::version_of(observed)
+            .is_some_and(|version| self.0.lock().expect("own writes").remove(&version))
+    }
 }
 
 impl Kube {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let instance = instance.unwrap_or_else(|| MANAGER.to_string());
-        Kube { client, instance }
+        Kube {
+            client,
+            instance,
+            own_writes: OwnWrites::default(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -174,15 +220,15 @@ impl Kube {
 
     /// Creates or replaces the consumer Secret. A replace carries the resourceVersion it was
     /// planned from, so a concurrent change makes it fail (and the key is planned again).
-    pub async fn write_consumer(&self, write: &SecretWrite) -> Result<(), Error> {
-        match write {
+    pub async fn write_consumer(&self, write: &SecretWrite) -> Result<Secret, Error> {
+        Ok(match write {
             SecretWrite::Create(secret) => {
                 let namespace = secret
                     .namespace()
                     .ok_or(Error::MissingObjectField("namespace"))?;
                 self.secrets(&namespace)
                     .create(&PostParams::default(), secret)
-                    .await?;
+                    .await?
             }
             SecretWrite::Replace(secret) => {
                 let namespace = secret
@@ -193,15 +239,14 @@ impl Kube {
                 }
                 self.secrets(&namespace)
                     .replace(&secret.name_any(), &PostParams::default(), secret)
-                    .await?;
+                    .await?
             }
-        }
-        Ok(())
+        })
     }
 
     /// Applies the whole status with server-side apply, so fields keyward no longer sets (for
     /// example `nextRotationDate` once rotation is off) are removed.
-    pub async fn apply_status<K>(&self, object: &K, status: &impl Serialize) -> Result<(), Error>
+    pub async fn apply_status<K>(&self, object: &K, status: &impl Serialize) -> Result<K, Error>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
         K: DeserializeOwned + Clone + std::fmt::Debug,
@@ -216,9 +261,9 @@ impl Kube {
             "status": status,
         });
         let params = PatchParams::apply(MANAGER).force();
-        api.patch_status(&object.name_any(), &params, &Patch::Apply(&body))
-            .await?;
-        Ok(())
+        Ok(api
+            .patch_status(&object.name_any(), &params, &Patch::Apply(&body))
+            .await?)
     }
 
     /// A live read of a Key.

@@ -78,6 +78,12 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_PENDING_WINDOW_UNIT", default_value = "1d", value_parser = interval_arg)]
     pending_window_unit: Interval,
 
+    /// Most Keys (and, separately, material stores) reconciled at once. Past a few dozen,
+    /// more only adds API connections and TLS handshakes: the API server is the limit.
+    #[arg(long, env = "KEYWARD_CONCURRENT_RECONCILES", default_value_t = 32,
+        value_parser = clap::value_parser!(u16).range(1..))]
+    concurrent_reconciles: u16,
+
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long, env = "KEYWARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
@@ -191,6 +197,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let scope = Scope {
         namespace: args.watch_namespace,
+        concurrency: args.concurrent_reconciles,
     };
     let telemetry = Arc::new(Telemetry::new(settings.max_asymmetric_versions));
     let (listener, http_addr) = http::bind(args.http_addr)

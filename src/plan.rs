@@ -518,12 +518,12 @@ fn plan_consumer(
         }
         _ => {}
     }
-    let published_before = observed
+    let status_secret_name = observed
         .key
         .status
         .as_ref()
-        .and_then(|s| s.secret_name.as_deref())
-        == Some(secret_name);
+        .and_then(|s| s.secret_name.as_deref());
+    let published_before = status_secret_name == Some(secret_name);
     Ok(match existing {
         None if published_before => {
             let note = Note {
@@ -537,6 +537,8 @@ fn plan_consumer(
             };
             (Some(SecretWrite::Create(desired)), vec![note])
         }
+        // A key's first Secret is part of creating it: its KeyCreated event names the Secret.
+        None if status_secret_name.is_none() => (Some(SecretWrite::Create(desired)), Vec::new()),
         None => {
             let note = Note {
                 warning: false,
@@ -547,38 +549,27 @@ fn plan_consumer(
         }
         Some(existing) if !same_consumer(existing, &desired) => {
             let versions = store.record.versions.len();
-            let newest = store
-                .record
-                .newest_version()
-                .map(|v| v.key_version_id.as_str());
             // Serving an older version of this key is the normal state after a new version
-            // was added; anything else means the Secret was changed by hand.
+            // was added, which has its own event (KeyRotated, the KeyVersion's Created,
+            // KeyMaterialImported); anything else means the Secret was changed by hand.
             let served = existing.data.as_ref().and_then(|d| d.get("keyVersionId"));
             let older = store.record.versions.iter().rev().skip(1);
-            let note = if older
+            let notes = if older
                 .map(|v| v.key_version_id.as_bytes())
                 .any(|id| served.is_some_and(|b| b.0 == id))
             {
-                Note {
-                    warning: false,
-                    reason: "SecretUpdated",
-                    message: format!(
-                        "Secret {secret_name} now serves version {} and keeps all {versions} \
-                         version(s)",
-                        newest.unwrap_or_default()
-                    ),
-                }
+                Vec::new()
             } else {
-                Note {
+                vec![Note {
                     warning: true,
                     reason: "SecretRestored",
                     message: format!(
                         "Secret {secret_name} differed from the material store (changed outside \
                          keyward); rebuilt it with all {versions} version(s)"
                     ),
-                }
+                }]
             };
-            (Some(SecretWrite::Replace(desired)), vec![note])
+            (Some(SecretWrite::Replace(desired)), notes)
         }
         Some(_) => (None, Vec::new()),
     })
@@ -959,8 +950,11 @@ fn status_update(key: &Key, report: Report, outcome: Outcome, now: Timestamp) ->
         Outcome::Rejected(rejection) => Readiness::rejected(&rejection),
     };
     let previous_conditions = previous.map_or(&[][..], |s| s.conditions.as_slice());
+    // A new key turning Ready needs no event of its own: creating it recorded KeyCreated.
+    let first_ready = readiness.ready && !previous_conditions.iter().any(|c| c.type_ == READY);
     let (conditions, note) =
         ready_conditions(previous_conditions, readiness, key.metadata.generation, now);
+    let note = note.filter(|_| !first_ready);
     let desired = KeyStatus {
         key_metadata: report.metadata,
         key_versions: report.versions,

@@ -114,7 +114,7 @@ pub fn is_due(now: Timestamp, due: Timestamp) -> bool {
 }
 
 /// How long to wait before looking at a key again: until `due` (rounded up to the next whole
-/// second, so the timer cannot fire early), but never longer than `max`. The timer runs on a
+/// millisecond, so the timer cannot fire early), but never longer than `max`. The timer runs on a
 /// monotonic clock while schedules are wall-clock times; the cap bounds how long a wall-clock
 /// jump or a suspended process can delay a rotation.
 pub fn requeue_delay(
@@ -126,8 +126,10 @@ pub fn requeue_delay(
     if remaining <= SignedDuration::ZERO {
         return std::time::Duration::ZERO;
     }
-    let whole_seconds = remaining.as_secs() + i64::from(remaining.subsec_nanos() > 0);
-    std::time::Duration::from_secs(whole_seconds.max(0) as u64).min(max)
+    // Rounding to the second instead would add up to a second to every rotation: `now` has
+    // a fraction, `due` (whole seconds) does not.
+    let millis = remaining.as_millis() + i128::from(remaining.subsec_nanos() % 1_000_000 > 0);
+    std::time::Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX)).min(max)
 }
 
 #[cfg(test)]
@@ -211,12 +213,21 @@ mod tests {
     fn requeue_waits_until_due_rounded_up_and_capped() {
         let max = std::time::Duration::from_secs(300);
         let due = at("2026-01-01T00:00:10Z");
-        let secs = |now: &str| requeue_delay(at(now), due, max).as_secs();
-        assert_eq!(secs("2026-01-01T00:00:00Z"), 10);
-        assert_eq!(secs("2026-01-01T00:00:09.2Z"), 1, "rounded up, never early");
-        assert_eq!(secs("2026-01-01T00:00:10Z"), 0);
-        assert_eq!(secs("2026-01-01T00:01:00Z"), 0, "overdue: now");
-        assert_eq!(secs("2025-01-01T00:00:00Z"), 300, "far away: the cap");
+        let millis = |now: &str| requeue_delay(at(now), due, max).as_millis();
+        assert_eq!(millis("2026-01-01T00:00:00Z"), 10_000);
+        assert_eq!(
+            millis("2026-01-01T00:00:09.2Z"),
+            800,
+            "to the due second, not past it"
+        );
+        assert_eq!(
+            millis("2026-01-01T00:00:09.9999991Z"),
+            1,
+            "rounded up, never early"
+        );
+        assert_eq!(millis("2026-01-01T00:00:10Z"), 0);
+        assert_eq!(millis("2026-01-01T00:01:00Z"), 0, "overdue: now");
+        assert_eq!(millis("2025-01-01T00:00:00Z"), 300_000, "far away: the cap");
     }
 
     #[test]

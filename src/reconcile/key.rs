@@ -123,9 +123,9 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                         tracing::info!(key = %name, %namespace, key_id = %new_key.record.key_id,
                             key_spec = %new_key.record.key_spec, "created key");
                         ctx.kube
-                            .record(key.as_ref(), &created_note(&new_key.record))
+                            .record(key.as_ref(), &created_note(&key, &new_key.record))
                             .await;
-                        store = Some(created);
+                        store = Some(ctx.kube.own_writes.noted(created));
                     }
                     // Another writer created the store first: theirs stands, ours is dropped.
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
@@ -149,7 +149,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                             ),
                         };
                         ctx.kube.record(key.as_ref(), &note).await;
-                        store = Some(replaced);
+                        store = Some(ctx.kube.own_writes.noted(replaced));
                     }
                     // The store changed since it was read (another writer rotated it): read
                     // it again and decide anew; the material minted here is dropped unused.
@@ -166,7 +166,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                         if let Some(note) = &note {
                             ctx.kube.record(key.as_ref(), note).await;
                         }
-                        store = Some(replaced);
+                        store = Some(ctx.kube.own_writes.noted(replaced));
                     }
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
@@ -220,7 +220,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                             ),
                         };
                         ctx.kube.record(key.as_ref(), &note).await;
-                        store = Some(replaced);
+                        store = Some(ctx.kube.own_writes.noted(replaced));
                     }
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
@@ -252,7 +252,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                             ),
                         };
                         ctx.kube.record(key.as_ref(), &note).await;
-                        store = Some(replaced);
+                        store = Some(ctx.kube.own_writes.noted(replaced));
                     }
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
@@ -274,7 +274,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
                             ),
                         };
                         ctx.kube.record(key.as_ref(), &note).await;
-                        store = Some(replaced);
+                        store = Some(ctx.kube.own_writes.noted(replaced));
                     }
                     None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
                 }
@@ -295,10 +295,12 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
 
 async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, Error> {
     if let Some(write) = &converge.consumer {
-        ctx.kube.write_consumer(write).await?;
+        let written = ctx.kube.write_consumer(write).await?;
+        ctx.kube.own_writes.note(&written);
     }
     if let Some(status) = &converge.status {
-        ctx.kube.apply_status(key, status).await?;
+        let written = ctx.kube.apply_status(key, status).await?;
+        ctx.kube.own_writes.note(&written);
     }
     for note in &converge.notes {
         ctx.kube.record(key, note).await;
@@ -314,11 +316,15 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
     })
 }
 
-fn created_note(record: &KeyRecord) -> Note {
+/// The one event of a new key: its first Secret and first Ready get none of their own.
+fn created_note(key: &Key, record: &KeyRecord) -> Note {
     let message = match record.newest_version() {
         Some(v) => format!(
-            "created key {} ({}) with initial version {}",
-            record.key_id, record.key_spec, v.key_version_id
+            "created key {} ({}) with initial version {}, published in Secret {}",
+            record.key_id,
+            record.key_spec,
+            v.key_version_id,
+            plan::consumer_secret_name(key)
         ),
         None => format!(
             "created key {} ({}) awaiting imported key material",

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::labels;
@@ -62,10 +62,12 @@ impl Context {
     }
 }
 
-/// Where the controllers look: one namespace, or all of them.
+/// Where the controllers look (one namespace, or all of them), and how many objects each
+/// reconciles at once.
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub namespace: Option<String>,
+    pub concurrency: u16,
 }
 
 impl Scope {
@@ -130,8 +132,21 @@ fn key_controller(ctx: &Context) -> Controller<Key> {
     // the cluster's other Secrets cost nothing.
     let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client);
     let managed = watcher::Config::default().labels(&labels::managed_selector());
-    let secret_changes = watcher(secrets, managed).touched_objects();
-    Controller::new(keys, watcher::Config::default()).watches_stream(secret_changes, key_of_secret)
+    // The events of this process's own writes wake nothing: the reconcile that wrote went on
+    // from what the write returned. Without this, every key would be reconciled again, with
+    // two live reads, once per Secret written and once for its status.
+    let own = ctx.kube.own_writes.clone();
+    let secret_changes = watcher(secrets, managed)
+        .touched_objects()
+        .try_filter(move |secret| futures::future::ready(!own.is_echo(secret)));
+    let own = ctx.kube.own_writes.clone();
+    let (cache, writer) = reflector::store();
+    let key_changes = reflector(writer, watcher(keys, watcher::Config::default()))
+        .applied_objects()
+        .try_filter(move |key| futures::future::ready(!own.is_echo(key)));
+    Controller::for_stream(key_changes, cache)
+        .watches_stream(secret_changes, key_of_secret)
+        .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 
 fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
@@ -174,11 +189,9 @@ fn store_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
         let namespace = key.namespace()?;
         Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
     };
-    Controller::new(stores, watcher::Config::default().labels(&selector)).watches(
-        keys,
-        watcher::Config::default(),
-        store_of_key,
-    )
+    Controller::new(stores, watcher::Config::default().labels(&selector))
+        .watches(keys, watcher::Config::default(), store_of_key)
+        .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 
 /// The Key a keyward Secret belongs to, from the annotation that holds its full name.

@@ -1,0 +1,62 @@
+//! Idle silence: with N converged keys and nothing changing, the operator writes nothing (its
+//! writes counted from the API server's audit log) and reconciles a bounded number of times.
+//!
+//! Half the keys rotate (every 365 days): those are looked at again at most every 10 minutes
+//! (the cap on a requeue), so a window of W seconds allows at most
+//! rotating keys x (W / 600 + 1) reconciles. Keys that do not rotate are never looked at.
+
+use std::time::Duration;
+
+use crate::harness::{self, Cluster, Mix, OPERATOR_USER, ReadyWatch};
+
+/// The longest a rotating key waits before its schedule is looked at again (see main.rs).
+const REQUEUE_CAP: Duration = Duration::from_secs(600);
+
+pub struct Settings {
+    pub keys: usize,
+    pub window: Duration,
+}
+
+pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
+    let namespace = cluster.namespace("idle").await;
+    let operator = cluster.start_operator(Some(&namespace), &[]).await;
+    let watch = ReadyWatch::start(&cluster.client, &namespace).await;
+    harness::apply_keys(&cluster.client, &namespace, settings.keys, 32, |i| {
+        let rotation = (i % 2 == 0).then_some("365d");
+        harness::key_manifest(Mix::Aes, i, rotation)
+    })
+    .await;
+    watch.all_ready(settings.keys).await;
+    drop(watch);
+    operator
+        .settle(settings.keys as u64, Duration::from_secs(3))
+        .await;
+
+    let audit = cluster.audit();
+    let before = operator.key_reconciles().await;
+    tokio::time::sleep(settings.window).await;
+    let reconciles = operator.key_reconciles().await - before;
+    // Let the audit log catch up with the last requests of the window.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = audit.writes_by(OPERATOR_USER);
+    operator.report_warnings("idle");
+    drop(operator);
+    cluster.delete_namespaces(&[namespace]).await;
+
+    let rotating = settings.keys.div_ceil(2) as u64;
+    let bound = rotating * (settings.window.as_secs() / REQUEUE_CAP.as_secs() + 1);
+    let line = format!(
+        "idle, {} converged keys for {} s: {} writes by the operator (audit log), {reconciles} \
+         reconciles (bound {bound})",
+        settings.keys,
+        settings.window.as_secs(),
+        writes.total()
+    );
+    println!("{line}");
+    assert_eq!(writes.total(), 0, "the idle operator wrote: {writes}");
+    assert!(
+        reconciles <= bound,
+        "{reconciles} reconciles in an idle window allowing {bound}"
+    );
+    vec![line]
+}
