@@ -298,9 +298,12 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
         let written = ctx.kube.write_consumer(write).await?;
         ctx.kube.own_writes.note(&written);
     }
-    if let Some(status) = &converge.status {
+    if let Some(status) = &converge.status
+        && !ctx.written_statuses.already_written(key, status)
+    {
         let written = ctx.kube.apply_status(key, status).await?;
         ctx.kube.own_writes.note(&written);
+        ctx.written_statuses.remember(key, status);
     }
     for note in &converge.notes {
         ctx.kube.record(key, note).await;

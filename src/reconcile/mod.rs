@@ -3,6 +3,7 @@
 mod key;
 mod key_version;
 mod orphan;
+mod status_memo;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,8 @@ pub struct Context {
     pub telemetry: Arc<Telemetry>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// Key statuses written, so that a reconcile from a stale cache does not write them again.
+    written_statuses: status_memo::StatusMemo,
 }
 
 impl Context {
@@ -47,6 +50,7 @@ impl Context {
             scope,
             telemetry,
             failures: Mutex::default(),
+            written_statuses: Default::default(),
         }
     }
 
@@ -141,9 +145,12 @@ fn key_controller(ctx: &Context) -> Controller<Key> {
         .try_filter(move |secret| futures::future::ready(!own.is_echo(secret)));
     let own = ctx.kube.own_writes.clone();
     let (cache, writer) = reflector::store();
-    let key_changes = reflector(writer, watcher(keys, watcher::Config::default()))
-        .applied_objects()
-        .try_filter(move |key| futures::future::ready(!own.is_echo(key)));
+    let key_changes = reflector(
+        writer,
+        watcher(keys, watcher::Config::default()).modify(slim::<Key>),
+    )
+    .applied_objects()
+    .try_filter(move |key| futures::future::ready(!own.is_echo(key)));
     Controller::for_stream(key_changes, cache)
         .watches_stream(secret_changes, key_of_secret)
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
@@ -189,9 +196,25 @@ fn store_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
         let namespace = key.namespace()?;
         Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
     };
-    Controller::new(stores, watcher::Config::default().labels(&selector))
+    let (cache, writer) = reflector::store();
+    let store_changes = reflector(
+        writer,
+        watcher(stores, watcher::Config::default().labels(&selector)).modify(slim),
+    )
+    .applied_objects();
+    Controller::for_stream(store_changes, cache)
         .watches(keys, watcher::Config::default(), store_of_key)
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
+}
+
+/// Drops what no reconciler reads from a cached object: its managedFields and kubectl's copy
+/// of the last applied manifest are most of a Key's metadata, and a cache holds every Key.
+fn slim<K: Resource>(object: &mut K) {
+    let metadata = object.meta_mut();
+    metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// The Key a keyward Secret belongs to, from the annotation that holds its full name.
