@@ -90,9 +90,7 @@ pub struct KeyRequest {
     /// keyward creates it and never takes over a Secret it did not create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    #[schemars(regex(
-        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-    ))]
+    #[schemars(regex(pattern = super::OBJECT_NAME_PATTERN))]
     pub secret_name: Option<String>,
 
     /// The state you want the key in: Enabled (default), Disabled (EnableKey/DisableKey: the

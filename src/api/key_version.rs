@@ -48,8 +48,9 @@ pub struct KeyVersionRequest {
 /// A reference to a Key in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct KeyRef {
-    /// The name of the Key.
+    /// The name of the Key: an object name (lowercase letters, digits, '-' and '.').
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = super::OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 

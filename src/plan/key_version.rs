@@ -74,6 +74,21 @@ pub fn plan_request(
         };
     }
 
+    // The schema refuses such names; a request stored before it did, or on a server that skips
+    // the schema, must still hear why it can never be served.
+    if !crate::api::is_object_name(key_name) {
+        let rejection = Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "spec.keyRef.name {} cannot name a Key: Key names are lowercase \
+                 letters, digits, '-' and '.', at most 253 characters; create a KeyVersion \
+                 naming an existing Key",
+                crate::error::quote(key_name)
+            ),
+        );
+        return report(request, None, Readiness::rejected(&rejection), now);
+    }
+
     // The store outlives a deleted Key (by design): only a Key that exists takes versions.
     let Some(store) = store.filter(|_| observed.key.is_some()) else {
         let message = match (observed.key, observed.store) {

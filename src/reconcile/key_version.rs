@@ -23,8 +23,15 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
     let key_name = &request.spec.key_ref.name;
     let store_name = store::store_name(key_name);
 
-    let key = ctx.kube.get_key(&namespace, key_name).await?;
-    let mut store = ctx.kube.get_secret(&namespace, &store_name).await?;
+    // A name no Key can have is not even a valid request path: nothing to read.
+    let (key, mut store) = if crate::api::is_object_name(key_name) {
+        (
+            ctx.kube.get_key(&namespace, key_name).await?,
+            ctx.kube.get_secret(&namespace, &store_name).await?,
+        )
+    } else {
+        (None, None)
+    };
 
     for _ in 0..MAX_PLANS {
         // Counted afresh for every plan: the limit holds across all keys, and this controller
