@@ -52,8 +52,8 @@ pub struct Observed<'a> {
     pub key: &'a Key,
     pub store: Option<&'a Secret>,
     pub consumer: Option<&'a Secret>,
-    /// For an EXTERNAL key awaiting material with spec.keyMaterial set: the material read
-    /// (and unwrapped) from the named Secret, or why it cannot be imported.
+    /// For an EXTERNAL key with spec.keyMaterial set: the material read (and unwrapped) from
+    /// the named Secret, or why it cannot be imported.
     pub import: Option<Result<SecretBytes, Rejection>>,
 }
 
@@ -608,6 +608,18 @@ fn plan_pending_import(
     plan
 }
 
+/// The refusal of material other than what an EXTERNAL key was imported with.
+fn other_material(record: &KeyRecord, imported_version: &str) -> Rejection {
+    Rejection::new(
+        Code::InvalidKeyMaterial,
+        format!(
+            "key {} was imported with other material (version {imported_version}): only that \
+             material can be imported into it again; import it into a new EXTERNAL Key instead",
+            record.key_id
+        ),
+    )
+}
+
 /// An EXTERNAL key: import parameters issued while it awaits material, material imported
 /// from spec.keyMaterial, other material refused, and expired material removed.
 fn plan_external(
@@ -633,6 +645,14 @@ fn plan_external(
             let mut removed = record.clone();
             removed.versions.clear();
             return Ok(Some(Plan::RemoveMaterial(Box::new(removed))));
+        }
+        // Material that cannot be read any more (its Secret deleted once imported, its token
+        // expired) is no change; other material that can be is refused: it never replaces the
+        // material a key was imported with.
+        if let (Some(Ok(material)), Some(previous)) = (&observed.import, &record.imported)
+            && crate::import::fingerprint(material.expose()) != previous.fingerprint
+        {
+            return Err(other_material(record, &previous.key_version_id));
         }
         // The expiry time follows the spec while the material is there; a time already past
         // is refused rather than taking the key out of service at once.
@@ -676,15 +696,7 @@ fn plan_external(
             if let Some(previous) = &record.imported
                 && previous.fingerprint != fingerprint
             {
-                return Err(Rejection::new(
-                    Code::InvalidKeyMaterial,
-                    format!(
-                        "key {} was imported with other material (version {}): only that \
-                         material can be imported into it again; import it into a new EXTERNAL \
-                         Key instead",
-                        record.key_id, previous.key_version_id
-                    ),
-                ));
+                return Err(other_material(record, &previous.key_version_id));
             }
             if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t)) {
                 return Err(Rejection::new(

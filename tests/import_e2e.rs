@@ -1193,20 +1193,12 @@ async fn external_keys_never_rotate_and_take_no_key_versions() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bugs found: each test states the behaviour that is expected, and fails today.
+// Bugs found once: each test states the behaviour expected.
 
-/// An Enabled EXTERNAL key whose spec.keyMaterial is pointed at other material must say that
-/// this material cannot be imported (it never can: only the material a key was imported with
-/// may come back, as `plan_external`'s doc and the refusal after expiry say).
-///
-/// Today the named Secret is not even read once the key has material (`import_attempt` in
-/// src/reconcile/key.rs and `plan_external` in src/plan.rs only look at it while the key awaits
-/// its import), so the key reports Ready=True / KeyReady for the new generation while it serves
-/// the old material: a user who "replaced" the material of a BYOK key, and every GitOps health
-/// check, is told it worked. The material itself is kept, correctly.
+/// An Enabled EXTERNAL key whose spec.keyMaterial is pointed at other material says that this
+/// material cannot be imported (it never can: only the material a key was imported with may
+/// come back), and goes on serving what it was imported with.
 #[tokio::test]
-#[ignore = "bug: an Enabled EXTERNAL key whose spec.keyMaterial names other material reports \
-            KeyReady for that generation instead of refusing it with InvalidKeyMaterial"]
 async fn other_material_named_for_an_enabled_key_is_refused() {
     let env = TestEnv::with_operator("import-swap").await;
     let material = random(32);
@@ -1230,13 +1222,49 @@ async fn other_material_named_for_an_enabled_key_is_refused() {
         Some(version.as_str())
     );
     assert_eq!(data_digest(&env.secret("swap").await.unwrap()), consumer);
-    // Not reported: fails here with KeyReady.
     assert_eq!(
         common::ready_reason(&key).as_deref(),
         Some("InvalidKeyMaterial"),
         "{}",
         ready_message(&key)
     );
+
+    // The named Secret is not watched but read again while it holds the key back: given the
+    // imported material, the key is Ready again, with nothing re-imported or changed.
+    env.secrets()
+        .delete("second", &Default::default())
+        .await
+        .expect("delete Secret second");
+    put_secret(&env, "second", &[("keyMaterial", &material)]).await;
+    let key = env.wait_reason("swap", "KeyReady").await;
+    assert_eq!(
+        metadata(&key).primary_key_version.as_deref(),
+        Some(version.as_str())
+    );
+    assert_eq!(data_digest(&env.secret("swap").await.unwrap()), consumer);
+
+    // Deleting the material's Secret once imported (as one should) changes nothing.
+    env.secrets()
+        .delete("second", &Default::default())
+        .await
+        .expect("delete Secret second");
+    let changed = format!(
+        "{}, description: its import Secret is gone",
+        material_in("second")
+    );
+    env.apply_key(&external("swap", &changed)).await;
+    let key = env
+        .wait_key("swap", "reconciled after its Secret was deleted", |k| {
+            k.status.as_ref().and_then(|s| s.observed_generation) == k.metadata.generation
+        })
+        .await;
+    assert_eq!(
+        common::ready_reason(&key).as_deref(),
+        Some("KeyReady"),
+        "{}",
+        ready_message(&key)
+    );
+    assert_eq!(data_digest(&env.secret("swap").await.unwrap()), consumer);
 }
 
 /// A spec.keyMaterial.expireTime in the past is refused when material is imported

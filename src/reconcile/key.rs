@@ -21,15 +21,16 @@ use k8s_openapi::api::core::v1::Secret;
 /// How soon a failed import is tried again: its Secret is not watched.
 const IMPORT_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Whether an EXTERNAL key's store exists and holds no material.
-fn awaits_import(key: &Key, store: Option<&Secret>) -> bool {
+/// Whether the key's store exists and records an EXTERNAL key: one whose spec.keyMaterial is
+/// read, to import it or to check that it is still the material imported.
+fn is_external(key: &Key, store: Option<&Secret>) -> bool {
     store
         .and_then(|s| Store::read(s, &key.name_any()).ok())
-        .is_some_and(|s| s.record.origin == Origin::External && s.record.versions.is_empty())
+        .is_some_and(|s| s.record.origin == Origin::External)
 }
 
 /// The material spec.keyMaterial names, read and unwrapped with the store's wrapping key, for
-/// an EXTERNAL key that awaits it; or why it cannot be imported.
+/// an EXTERNAL key; or why it cannot be imported.
 fn import_attempt(
     key: &Key,
     store: Option<&Secret>,
@@ -38,7 +39,7 @@ fn import_attempt(
     let reference = key.spec.key_material.as_ref()?;
     let store_secret = store?;
     let stored = Store::read(store_secret, &key.name_any()).ok()?;
-    if !awaits_import(key, store) {
+    if stored.record.origin != Origin::External {
         return None;
     }
     let Some(Some(secret)) = source else {
@@ -69,6 +70,28 @@ fn import_attempt(
     )
 }
 
+/// Whether the Secret spec.keyMaterial names is what holds the key back: a key that awaits
+/// material cannot import it, or an imported key is pointed at other material.
+fn import_blocks(
+    key: &Key,
+    store: Option<&Secret>,
+    import: Option<&Result<SecretBytes, Rejection>>,
+) -> bool {
+    let Some(record) = store
+        .and_then(|s| Store::read(s, &key.name_any()).ok())
+        .map(|s| s.record)
+    else {
+        return false;
+    };
+    match import {
+        Some(Err(_)) => record.versions.is_empty(),
+        Some(Ok(material)) => record
+            .imported
+            .is_some_and(|i| i.fingerprint != import::fingerprint(material.expose())),
+        None => false,
+    }
+}
+
 /// Creating a key and rotating it each take one plan; a lost race takes another. Past this,
 /// the reconcile ends and runs again shortly.
 const MAX_PLANS: usize = 4;
@@ -86,13 +109,13 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         .get_secret(&namespace, &plan::consumer_secret_name(&key))
         .await?;
 
-    // The Secret spec.keyMaterial names, read once an EXTERNAL key awaits material.
+    // The Secret spec.keyMaterial names, read once for an EXTERNAL key.
     let mut import_source = None;
 
     for _ in 0..MAX_PLANS {
         if import_source.is_none()
             && let Some(source) = &key.spec.key_material
-            && awaits_import(&key, store.as_ref())
+            && is_external(&key, store.as_ref())
         {
             let name = &source.secret_ref.name;
             import_source = Some(ctx.kube.get_secret(&namespace, name).await?);
@@ -102,7 +125,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
             version_id: Uuid::new_v4().to_string(),
         };
         let import = import_attempt(&key, store.as_ref(), import_source.as_ref());
-        let import_failed = matches!(import, Some(Err(_)));
+        let recheck_import = import_blocks(&key, store.as_ref(), import.as_ref());
         let observed = Observed {
             key: &key,
             store: store.as_ref(),
@@ -282,7 +305,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
             Plan::Converge(converge) => {
                 let action = apply(&ctx, &key, &converge).await?;
                 // The import Secret is not watched: look again for it to appear or change.
-                return Ok(if import_failed {
+                return Ok(if recheck_import {
                     Action::requeue(IMPORT_RETRY)
                 } else {
                     action
