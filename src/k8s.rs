@@ -25,6 +25,29 @@ use crate::store::{KEY_SPEC_ANNOTATION, VERSIONS_ANNOTATION};
 /// The field manager of every write, and the reporting controller of every event.
 pub const MANAGER: &str = "keyward";
 
+/// How long a request waits for the API server's next bytes before it fails (and is retried,
+/// on a new connection). Without it, a request sent on a connection that went silent without
+/// closing (a vanished peer, a NAT or load balancer that dropped its state) never returns, and
+/// the reconcile awaiting it never ends: that key would never rotate again.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long the API server keeps each watch open, in seconds: shorter than [`READ_TIMEOUT`],
+/// so that a watch that is merely quiet ends normally before it could be taken for a dead one.
+/// A watch stalled on a silent connection is thus replaced within [`READ_TIMEOUT`].
+pub const WATCH_TIMEOUT_SECS: u32 = 15;
+
+/// A client for the current kubeconfig (or the in-cluster configuration) with
+/// [`READ_TIMEOUT`].
+pub async fn client() -> Result<Client, kube::Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    config.read_timeout = Some(READ_TIMEOUT);
+    // Count from each request, not from when its pooled connection last carried one.
+    config.reset_reader_on_write = true;
+    Client::try_from(config)
+}
+
 /// Largest event note the events.k8s.io/v1 API accepts, in bytes.
 const MAX_NOTE_BYTES: usize = 1024;
 

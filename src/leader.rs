@@ -160,10 +160,17 @@ impl Candidate {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period()).await;
-            match self.try_hold().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => return,
-                Err(e) => tracing::warn!(error = %e, "could not renew the leader Lease"),
+            // A renewal must not outlast the deadline: one stuck on a silent connection would
+            // keep this replica leading after a standby has taken the Lease over.
+            let left = self
+                .config
+                .renew_deadline()
+                .saturating_sub(last_renewal.elapsed());
+            match tokio::time::timeout(left, self.try_hold()).await {
+                Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the leader Lease"),
+                Err(_) => tracing::warn!("renewing the leader Lease took past its deadline"),
             }
             if last_renewal.elapsed() > self.config.renew_deadline() {
                 return;

@@ -168,7 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.min_rotation_interval,
         args.max_rotation_interval
     );
-    let client = kube::Client::try_default()
+    let client = keyward::k8s::client()
         .await
         .context("no usable kubeconfig or in-cluster config")?;
     let kube = Kube::new(client, std::env::var("HOSTNAME").ok());

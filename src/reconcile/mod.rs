@@ -135,7 +135,7 @@ fn key_controller(ctx: &Context) -> Controller<Key> {
     // Only keyward's Secrets, and only their metadata: key bytes never enter the cache, and
     // the cluster's other Secrets cost nothing.
     let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client);
-    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let managed = watch_config().labels(&labels::managed_selector());
     // The events of this process's own writes wake nothing: the reconcile that wrote went on
     // from what the write returned. Without this, every key would be reconciled again, with
     // two live reads, once per Secret written and once for its status.
@@ -147,7 +147,7 @@ fn key_controller(ctx: &Context) -> Controller<Key> {
     let (cache, writer) = reflector::store();
     let key_changes = reflector(
         writer,
-        watcher(keys, watcher::Config::default()).modify(slim::<Key>),
+        watcher(keys, watch_config()).modify(slim::<Key>),
     )
     .applied_objects()
     .try_filter(move |key| futures::future::ready(!own.is_echo(key)));
@@ -160,7 +160,7 @@ fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
     let client = ctx.kube.client().clone();
     let requests: Api<KeyVersion> = ctx.scope.api(client.clone());
     let keys: Api<Key> = ctx.scope.api(client);
-    let controller = Controller::new(requests, watcher::Config::default());
+    let controller = Controller::new(requests, watch_config());
     // A Key appearing or changing wakes the requests that name it.
     let cached_requests = controller.store();
     let requests_for_key = move |key: Key| {
@@ -174,7 +174,7 @@ fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
             .collect::<Vec<_>>()
     };
     controller
-        .watches(keys, watcher::Config::default(), requests_for_key)
+        .watches(keys, watch_config(), requests_for_key)
         // One request at a time: the limit on asymmetric versions is checked and taken in one
         // step, so two requests cannot both take the last place.
         .with_config(controller::Config::default().concurrency(1))
@@ -199,12 +199,18 @@ fn store_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
     let (cache, writer) = reflector::store();
     let store_changes = reflector(
         writer,
-        watcher(stores, watcher::Config::default().labels(&selector)).modify(slim),
+        watcher(stores, watch_config().labels(&selector)).modify(slim),
     )
     .applied_objects();
     Controller::for_stream(store_changes, cache)
-        .watches(keys, watcher::Config::default(), store_of_key)
+        .watches(keys, watch_config(), store_of_key)
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
+}
+
+/// Every watch ends after [`crate::k8s::WATCH_TIMEOUT_SECS`] and is resumed from where it was,
+/// so that one stalled on a silent connection is noticed and replaced.
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(crate::k8s::WATCH_TIMEOUT_SECS)
 }
 
 /// Drops what no reconciler reads from a cached object: its managedFields and kubectl's copy
