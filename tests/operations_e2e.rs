@@ -316,3 +316,49 @@ async fn server_side_apply_of_the_examples_twice_changes_nothing() {
         }
     }
 }
+
+/// Every Key event passes through one watch shared by the controllers, with a bounded buffer
+/// per controller. A burst of more events than the buffer holds (about 1,500 here: 250 Keys
+/// created, then each changed twice, with a status write after each) must reach every key: a
+/// controller that stopped reading would stall the watch for all of them.
+#[tokio::test]
+async fn a_burst_of_more_key_events_than_the_watch_buffers_reaches_every_key() {
+    use futures::StreamExt;
+    const KEYS: usize = 250;
+    let env = TestEnv::with_operator("event-burst").await;
+    let names: Vec<String> = (0..KEYS).map(|i| format!("burst-{i:03}")).collect();
+    for round in ["first", "second", "third"] {
+        futures::stream::iter(&names)
+            .for_each_concurrent(16, |name| {
+                let manifest = key_manifest(name, &format!("{{description: {round}}}"));
+                let env = &env;
+                async move {
+                    env.apply_key(&manifest).await;
+                }
+            })
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let keys = env.keys().list(&Default::default()).await.unwrap().items;
+        let behind: Vec<String> = keys
+            .iter()
+            .filter(|k| {
+                let metadata = k.status.as_ref().and_then(|s| s.key_metadata.as_ref());
+                metadata.map(|m| m.description.as_str()) != Some("third")
+                    || common::ready_reason(k).as_deref() != Some("KeyReady")
+            })
+            .map(ResourceExt::name_any)
+            .collect();
+        if keys.len() == KEYS && behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {KEYS} keys never showed their last change: {:?}...",
+            behind.len(),
+            &behind[..behind.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

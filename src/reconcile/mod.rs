@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
@@ -90,10 +91,19 @@ impl Scope {
 /// Runs the Key and KeyVersion controllers until a shutdown signal. Ready once both caches
 /// are filled.
 pub async fn run(ctx: Arc<Context>) {
-    let keys = key_controller(&ctx);
-    let requests = key_version_controller(&ctx);
-    ctx.telemetry.watch_keys(keys.store());
-    let (key_cache, request_cache) = (keys.store(), requests.store());
+    // Each subscriber of the Key watch is handed to the one controller that reads it: an
+    // unread subscriber would stall the watch once its buffer is full.
+    let KeyWatch {
+        cache: keys,
+        for_keys,
+        for_requests,
+        deleted,
+        watch: key_watch,
+    } = KeyWatch::new(&ctx);
+    let key_controller = key_controller(&ctx, keys.clone(), for_keys);
+    let requests = key_version_controller(&ctx, for_requests);
+    ctx.telemetry.watch_keys(keys.clone());
+    let (key_cache, request_cache) = (keys.clone(), requests.store());
     let telemetry = ctx.telemetry.clone();
     let readiness = async move {
         if key_cache.wait_until_ready().await.is_ok()
@@ -102,7 +112,7 @@ pub async fn run(ctx: Arc<Context>) {
             telemetry.set_ready(true);
         }
     };
-    let keys = keys
+    let key_controller = key_controller
         .shutdown_on_signal()
         .run(
             |key, ctx| retried("key", key, ctx, key::reconcile),
@@ -118,23 +128,96 @@ pub async fn run(ctx: Arc<Context>) {
             ctx.clone(),
         )
         .for_each(log_outcome);
-    let stores = store_controller(&ctx)
+    let stores = store_controller(&ctx, deleted)
         .shutdown_on_signal()
         .run(
-            |store, ctx| retried("store", store, ctx, orphan::reconcile),
+            move |store, ctx| {
+                let keys = keys.clone();
+                retried("store", store, ctx, |store, ctx| {
+                    orphan::reconcile(store, ctx, keys)
+                })
+            },
             error_policy,
             ctx.clone(),
         )
         .for_each(log_outcome);
-    futures::join!(keys, requests, stores, readiness);
+    // The Key watch feeds the controllers and runs until they have all stopped.
+    let controllers = async {
+        futures::join!(key_controller, requests, stores, readiness);
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = key_watch => {}
+    }
 }
 
-fn key_controller(ctx: &Context) -> Controller<Key> {
-    let client = ctx.kube.client().clone();
-    let keys: Api<Key> = ctx.scope.api(client.clone());
+/// How many Key events a slow controller may lag behind the shared Key watch before the watch
+/// waits for it.
+const KEY_EVENT_BUFFER: usize = 1024;
+
+/// The one watch of the Keys: it fills the cache the Key controller reads, hands every Key
+/// that changed to the Key controller and to the KeyVersion controller (a change to a Key
+/// wakes the requests naming it), and names the store of every Key deleted. One watch, one
+/// cache: each Key is received and held once.
+struct KeyWatch {
+    cache: reflector::Store<Key>,
+    for_keys: reflector::ReflectHandle<Key>,
+    for_requests: reflector::ReflectHandle<Key>,
+    /// The material store of each Key deleted, named once the cache has dropped the Key.
+    deleted: mpsc::UnboundedReceiver<ObjectRef<PartialObjectMeta<Secret>>>,
+    /// Drives the watch; the subscribers see nothing until it is polled.
+    watch: futures::future::BoxFuture<'static, ()>,
+}
+
+impl KeyWatch {
+    fn new(ctx: &Context) -> Self {
+        let keys: Api<Key> = ctx.scope.api(ctx.kube.client().clone());
+        let (cache, writer) = reflector::store_shared(KEY_EVENT_BUFFER);
+        let subscribe = || writer.subscribe().expect("a shared store has subscribers");
+        let (for_keys, for_requests) = (subscribe(), subscribe());
+        let (deletions, deleted) = mpsc::unbounded();
+        let watch = watcher(keys, watch_config())
+            .default_backoff()
+            .modify(slim::<Key>)
+            .reflect_shared(writer)
+            .for_each(move |event| {
+                match event {
+                    Ok(watcher::Event::Delete(key)) => {
+                        if let Some(store) = store_of_key(&key) {
+                            // Only closed when the store controller has stopped.
+                            let _ = deletions.unbounded_send(store);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "watching Keys failed; retrying"),
+                }
+                futures::future::ready(())
+            })
+            .boxed();
+        KeyWatch {
+            cache,
+            for_keys,
+            for_requests,
+            deleted,
+            watch,
+        }
+    }
+}
+
+/// The material store of a Key.
+fn store_of_key(key: &Key) -> Option<ObjectRef<PartialObjectMeta<Secret>>> {
+    let namespace = key.namespace()?;
+    Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
+}
+
+fn key_controller(
+    ctx: &Context,
+    cache: reflector::Store<Key>,
+    changes: reflector::ReflectHandle<Key>,
+) -> Controller<Key> {
     // Only keyward's Secrets, and only their metadata: key bytes never enter the cache, and
     // the cluster's other Secrets cost nothing.
-    let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client);
+    let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(ctx.kube.client().clone());
     let managed = watch_config().labels(&labels::managed_selector());
     // The events of this process's own writes wake nothing: the reconcile that wrote went on
     // from what the write returned. Without this, every key would be reconciled again, with
@@ -144,26 +227,21 @@ fn key_controller(ctx: &Context) -> Controller<Key> {
         .touched_objects()
         .try_filter(move |secret| futures::future::ready(!own.is_echo(secret)));
     let own = ctx.kube.own_writes.clone();
-    let (cache, writer) = reflector::store();
-    let key_changes = reflector(
-        writer,
-        watcher(keys, watch_config()).modify(slim::<Key>),
-    )
-    .applied_objects()
-    .try_filter(move |key| futures::future::ready(!own.is_echo(key)));
-    Controller::for_stream(key_changes, cache)
+    let key_changes = changes.filter(move |key| futures::future::ready(!own.is_echo(key.as_ref())));
+    Controller::for_shared_stream(key_changes, cache)
         .watches_stream(secret_changes, key_of_secret)
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 
-fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
-    let client = ctx.kube.client().clone();
-    let requests: Api<KeyVersion> = ctx.scope.api(client.clone());
-    let keys: Api<Key> = ctx.scope.api(client);
+fn key_version_controller(
+    ctx: &Context,
+    key_changes: reflector::ReflectHandle<Key>,
+) -> Controller<KeyVersion> {
+    let requests: Api<KeyVersion> = ctx.scope.api(ctx.kube.client().clone());
     let controller = Controller::new(requests, watch_config());
     // A Key appearing or changing wakes the requests that name it.
     let cached_requests = controller.store();
-    let requests_for_key = move |key: Key| {
+    let requests_for_key = move |key: Arc<Key>| {
         let namespace = key.namespace();
         let name = key.name_any();
         cached_requests
@@ -174,28 +252,25 @@ fn key_version_controller(ctx: &Context) -> Controller<KeyVersion> {
             .collect::<Vec<_>>()
     };
     controller
-        .watches(keys, watch_config(), requests_for_key)
+        .watches_shared_stream(key_changes, requests_for_key)
         // One request at a time: the limit on asymmetric versions is checked and taken in one
         // step, so two requests cannot both take the last place.
         .with_config(controller::Config::default().concurrency(1))
 }
 
-/// Material stores, to catch those whose Key object was deleted; a Key's deletion wakes its
-/// store.
-fn store_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
-    let client = ctx.kube.client().clone();
-    let stores: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client.clone());
-    let keys: Api<Key> = ctx.scope.api(client);
+/// Material stores, to catch those whose Key object was deleted: every store when it
+/// changes, and the store of each Key deleted.
+fn store_controller(
+    ctx: &Context,
+    deleted_keys: mpsc::UnboundedReceiver<ObjectRef<PartialObjectMeta<Secret>>>,
+) -> Controller<PartialObjectMeta<Secret>> {
+    let stores: Api<PartialObjectMeta<Secret>> = ctx.scope.api(ctx.kube.client().clone());
     let selector = format!(
         "{},{}={}",
         labels::managed_selector(),
         labels::ROLE,
         labels::ROLE_MATERIAL
     );
-    let store_of_key = |key: Key| {
-        let namespace = key.namespace()?;
-        Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
-    };
     let (cache, writer) = reflector::store();
     let store_changes = reflector(
         writer,
@@ -203,7 +278,7 @@ fn store_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
     )
     .applied_objects();
     Controller::for_stream(store_changes, cache)
-        .watches(keys, watch_config(), store_of_key)
+        .reconcile_on(deleted_keys)
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 

@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef};
 
 use super::Context;
-use crate::api::KeyState;
 use crate::api::labels;
+use crate::api::{Key, KeyState};
 use crate::error::Error;
 use crate::plan::Note;
 use crate::plan::lifecycle::{self, LifecycleStep};
@@ -24,6 +25,7 @@ use crate::store::{self, Store};
 pub async fn reconcile(
     store_meta: Arc<PartialObjectMeta<Secret>>,
     ctx: Arc<Context>,
+    keys: reflector::Store<Key>,
 ) -> Result<Action, Error> {
     let namespace = store_meta
         .namespace()
@@ -31,8 +33,11 @@ pub async fn reconcile(
     let Some(key_name) = store_meta.annotations().get(labels::KEY).cloned() else {
         return Ok(Action::await_change());
     };
-    // While the Key exists, its own reconciler looks after the store.
-    if ctx.kube.get_key(&namespace, &key_name).await?.is_some() {
+    // While the Key exists, its own reconciler looks after the store. The cache may say so
+    // (a Key's deletion reaches this reconciler only once the cache has dropped the Key);
+    // that the Key is gone, a live read confirms before anything is done.
+    let key = ObjectRef::<Key>::new(&key_name).within(&namespace);
+    if keys.get(&key).is_some() || ctx.kube.get_key(&namespace, &key_name).await?.is_some() {
         return Ok(Action::await_change());
     }
     let Some(secret) = ctx
