@@ -699,6 +699,38 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Again, with the consumer Secret deleted too: nothing but the store tells that the key
+    // existed (a Key with neither status nor consumer Secret is created without reading its
+    // store first), and still the same key comes back, with the same bytes.
+    env.keys()
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    while env.keys().get_opt("kept").await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.secrets()
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.apply_key(manifest).await;
+    let key = env.wait_ready("kept").await;
+    assert_eq!(
+        key.status.unwrap().key_metadata.unwrap().key_id,
+        key_id,
+        "the same key came back"
+    );
+    assert_eq!(data_digest(&env.secret("kept").await.unwrap()), consumer);
+    let store = env.secret("kept.keyward-material").await.unwrap();
+    assert_eq!(material(&store), material_before, "nothing was minted");
+    let created = env
+        .events_for("kept")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("KeyCreated"))
+        .count();
+    assert_eq!(created, 1, "one KeyCreated event, for the first creation");
 }
 
 /// An EXTERNAL key exists without material until it is imported.

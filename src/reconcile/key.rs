@@ -103,11 +103,22 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
     let name = key.name_any();
     let store_name = store::store_name(&name);
 
-    let mut store = ctx.kube.get_secret(&namespace, &store_name).await?;
+    // The consumer Secret first: a name taken by another Secret must be found before any
+    // material is minted.
     let mut consumer = ctx
         .kube
         .get_secret(&namespace, &plan::consumer_secret_name(&key))
         .await?;
+    // A Key with neither a status nor a consumer Secret is almost always new: its store is
+    // not read first. Stores are created create-only, so should one exist after all (a Key
+    // applied again after its deletion), the create fails and the store is read then; the
+    // material minted for it is dropped unused.
+    let store_may_exist =
+        key.status.is_some() || consumer.is_some() || key.metadata.deletion_timestamp.is_some();
+    let mut store = match store_may_exist {
+        true => ctx.kube.get_secret(&namespace, &store_name).await?,
+        false => None,
+    };
 
     // The Secret spec.keyMaterial names, read once for an EXTERNAL key.
     let mut import_source = None;
