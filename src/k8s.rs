@@ -267,9 +267,11 @@ impl Kube {
         })
     }
 
-    /// Applies the whole status with server-side apply, so fields keyward no longer sets (for
-    /// example `nextRotationDate` once rotation is off) are removed.
-    pub async fn apply_status<K>(&self, object: &K, status: &impl Serialize) -> Result<K, Error>
+    /// Replaces the whole status with one JSON patch (`add /status` replaces it), so fields
+    /// keyward no longer sets (for example `nextRotationDate` once rotation is off) are
+    /// removed. Unconditional, like a forced apply: keyward is the status's only writer. A
+    /// JSON patch is also the cheapest write for the API server: no YAML to parse, no merge.
+    pub async fn write_status<K>(&self, object: &K, status: &impl Serialize) -> Result<K, Error>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
         K: DeserializeOwned + Clone + std::fmt::Debug,
@@ -277,20 +279,17 @@ impl Kube {
         let namespace = object
             .namespace()
             .ok_or(Error::MissingObjectField("namespace"))?;
-        let body = json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status,
-        });
-        let params = PatchParams::apply(MANAGER).force();
-        // kube's request builder, with the body swapped for one the API server's YAML parser
-        // accepts whatever the status holds.
-        let mut request = kube::core::Request::new(K::url_path(&(), Some(&namespace)))
-            .patch_subresource("status", &object.name_any(), &params, &Patch::Apply(&body))
-            .map_err(kube::Error::BuildRequest)?;
-        *request.body_mut() = yaml_safe_json(&body).into_bytes();
-        request.extensions_mut().insert("patch_status");
-        Ok(self.client.request::<K>(request).await?)
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let patch: json_patch::Patch =
+            serde_json::from_value(json!([{ "op": "add", "path": "/status", "value": status }]))
+                .expect("one add operation is a JSON patch");
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
+        Ok(api
+            .patch_status(&object.name_any(), &params, &Patch::Json::<()>(patch))
+            .await?)
     }
 
     /// A live read of a Key.
@@ -379,28 +378,6 @@ impl Kube {
     }
 }
 
-/// `value` as JSON that a YAML parser also reads. The API server parses server-side apply
-/// bodies as YAML, which refuses characters that JSON carries unescaped (DEL, the C1 controls
-/// but NEL, and U+FFFE/U+FFFF): a description holding one would make every status write fail.
-/// They can only occur inside strings, where `\uXXXX` means the same in both languages.
-fn yaml_safe_json(value: &serde_json::Value) -> String {
-    let json = value.to_string();
-    let unprintable =
-        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
-    if !json.contains(unprintable) {
-        return json;
-    }
-    let mut escaped = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if unprintable(c) {
-            escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
-        } else {
-            escaped.push(c);
-        }
-    }
-    escaped
-}
-
 /// Cuts `text` to at most `max` bytes on a character boundary.
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -415,21 +392,7 @@ fn truncate(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{truncate, yaml_safe_json};
-    use serde_json::json;
-
-    #[test]
-    fn apply_bodies_escape_what_yaml_refuses_and_mean_the_same() {
-        let text = "a\u{7f}b\u{80}c\u{85}d\u{9b}e\u{a0}f\u{fffe}g\u{ffff}h\u{1f600}";
-        let body = json!({ "status": { "description": text } });
-        let safe = yaml_safe_json(&body);
-        // NEL (U+0085), NBSP and characters beyond the BMP are printable in YAML: kept as they are.
-        let expected = "{\"status\":{\"description\":\
-                        \"a\\u007fb\\u0080c\u{85}d\\u009be\u{a0}f\\ufffeg\\uffffh\u{1f600}\"}}";
-        assert_eq!(safe, expected);
-        let back: serde_json::Value = serde_json::from_str(&safe).expect("valid JSON");
-        assert_eq!(back, body);
-    }
+    use super::truncate;
 
     #[test]
     fn notes_are_cut_on_a_character_boundary() {

@@ -1470,9 +1470,8 @@ async fn hostile_and_broken_manifests_are_refused_or_rejected_and_never_crash_th
 }
 
 /// Text the API server stores (it arrives as JSON) that YAML cannot carry unescaped (DEL, C1
-/// control characters, U+FFFE/U+FFFF), while server-side apply bodies, such as keyward's
-/// status writes, are parsed as YAML: keyward must escape them. (In keyRef.name the schema
-/// refuses them.)
+/// control characters, U+FFFE/U+FFFF): a status write parsed as YAML (a server-side apply)
+/// would fail on it for good. (In keyRef.name the schema refuses them.)
 fn yaml_unprintable_corpus() -> Vec<Case> {
     let mut c = Corpus {
         cases: Vec::new(),

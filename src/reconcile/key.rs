@@ -335,7 +335,7 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
     if let Some(status) = &converge.status
         && !ctx.written_statuses.already_written(key, status)
     {
-        let written = ctx.kube.apply_status(key, status).await?;
+        let written = ctx.kube.write_status(key, status).await?;
         ctx.kube.own_writes.note(&written);
         ctx.written_statuses.remember(key, status);
     }

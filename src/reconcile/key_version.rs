@@ -65,7 +65,7 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
             }
             RequestPlan::Report { status, notes } => {
                 if let Some(status) = &status {
-                    ctx.kube.apply_status(request.as_ref(), status).await?;
+                    ctx.kube.write_status(request.as_ref(), status).await?;
                 }
                 for note in &notes {
                     ctx.kube.record(request.as_ref(), note).await;
