@@ -90,6 +90,34 @@ impl Cluster {
         }
     }
 
+    /// Waits (up to a minute) until the control plane's processes use less than a tenth of a
+    /// core, for a measurement to start on a quiet control plane: a namespace is gone before
+    /// the API server and etcd are done with its deletion, and whichever run came next paid
+    /// for it.
+    pub async fn wait_quiet(&self) {
+        const BUSY: f64 = 0.1;
+        let ticks_per_second = clock_ticks_per_second();
+        let cpu_seconds = || -> f64 {
+            ["etcd", "kube-apiserver", "kube-controller-manager"]
+                .iter()
+                .filter_map(|c| std::fs::read_to_string(self.dir.join(format!("{c}.pid"))).ok())
+                .filter_map(|pid| process_ticks(pid.trim()))
+                .sum::<u64>() as f64
+                / ticks_per_second
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut before = cpu_seconds();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = cpu_seconds();
+            if now - before < BUSY {
+                return;
+            }
+            before = now;
+        }
+        println!("  (the control plane was still busy a minute after the last run)");
+    }
+
     /// Starts the release-built operator as its own identity. `namespace`: watch only it;
     /// `None`: the whole cluster.
     pub async fn start_operator(&self, namespace: Option<&str>, extra_args: &[&str]) -> Operator {
@@ -453,6 +481,22 @@ impl ReadyWatch {
         ReadyWatch { ready, task }
     }
 
+    /// When the first 10%, 50% and 90% of the keys Ready so far were, in seconds after
+    /// `started`: a slow start and a slow pace look different here.
+    pub fn progress(&self, started: Instant) -> [f64; 3] {
+        let ready = self.ready.lock().expect("ready keys");
+        let mut times: Vec<f64> = ready
+            .values()
+            .map(|t| t.duration_since(started).as_secs_f64())
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let at = |fraction: f64| {
+            let index = ((times.len() as f64 * fraction).ceil() as usize).saturating_sub(1);
+            times.get(index).copied().unwrap_or(f64::NAN)
+        };
+        [at(0.1), at(0.5), at(0.9)]
+    }
+
     /// Waits until `count` keys are Ready; returns when the last one turned Ready.
     pub async fn all_ready(&self, count: usize) -> Instant {
         let deadline = Instant::now() + PATIENCE;
@@ -502,4 +546,23 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// User and system CPU time of process `pid` so far, in clock ticks (/proc/PID/stat).
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let (utime, stime) = (fields.get(11)?, fields.get(12)?);
+    Some(utime.parse::<u64>().ok()? + stime.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
 }

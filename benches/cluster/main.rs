@@ -8,7 +8,7 @@
 //!
 //! `hack/bench.sh` starts a local control plane and runs `cargo bench --bench cluster`.
 //! Sizes come from the environment (defaults are the published ones):
-//! BENCH_SCENARIOS=throughput,memory,idle,rotation BENCH_KEYS=1000 BENCH_ROUNDS=3
+//! BENCH_SCENARIOS=throughput,memory,idle,rotation BENCH_KEYS=1000 BENCH_ROUNDS=4
 //! BENCH_CONCURRENCY=32 BENCH_MEMORY_KEYS=10000 BENCH_UNRELATED_SECRETS=10000
 //! BENCH_IDLE_SECONDS=600 BENCH_ROTATION_KEYS=1000 BENCH_ROTATION_INTERVAL=30
 //! BENCH_ROTATION_SECONDS=150.
@@ -50,14 +50,14 @@ impl Sizes {
                 .collect(),
             throughput: throughput::Settings {
                 keys,
-                rounds: env_number("BENCH_ROUNDS", 3),
+                rounds: env_number("BENCH_ROUNDS", 4),
                 concurrency: env_number("BENCH_CONCURRENCY", 32),
             },
             memory: memory::Settings {
                 keys: env_number("BENCH_MEMORY_KEYS", 10_000),
                 unrelated_secrets: env_number("BENCH_UNRELATED_SECRETS", 10_000),
                 unrelated_size: 100 * 1024,
-                rounds: env_number("BENCH_ROUNDS", 3),
+                rounds: env_number("BENCH_ROUNDS", 4),
             },
             idle: idle::Settings {
                 keys,

@@ -29,6 +29,8 @@ pub struct Settings {
 /// One run's figures.
 struct Run {
     seconds: f64,
+    /// When 10%, 50% and 90% of the keys were Ready, in seconds.
+    progress: [f64; 3],
     /// Writes per key by whoever did the work (the operator, or the plain client), the Keys'
     /// creation not included.
     writes_per_key: f64,
@@ -40,7 +42,9 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     for mix in [Mix::Aes, Mix::AllSpecs] {
         let (mut operator, mut plain) = (Vec::new(), Vec::new());
         for round in 0..settings.rounds {
-            // Alternate which goes first, so that neither always meets a warmer cluster.
+            // Alternate which goes first, so that neither always meets a warmer cluster: the
+            // first run of a round measured up to a third slower than the second, whichever it
+            // was. An even number of rounds gives each the first place equally often.
             let operator_first = round % 2 == 0;
             if operator_first {
                 operator.push(operator_run(cluster, settings, mix).await);
@@ -50,17 +54,26 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
                 operator.push(operator_run(cluster, settings, mix).await);
             }
             let (o, p) = (operator.last().unwrap(), plain.last().unwrap());
+            let pace = |r: &Run| {
+                format!(
+                    "{:.1}/{:.1}/{:.1}",
+                    r.progress[0], r.progress[1], r.progress[2]
+                )
+            };
             println!(
-                "throughput {} keys {:>15} round {}: operator {:7.2} s ({:.2} writes/key: {}), \
-                 plain client {:7.2} s ({:.2} writes/key), ratio {:.2}",
+                "throughput {} keys {:>15} round {}: operator {:7.2} s ({:.2} writes/key: {}; \
+                 10/50/90% Ready at {} s), plain client {:7.2} s ({:.2} writes/key; {} s), \
+                 ratio {:.2}",
                 settings.keys,
                 mix.label(),
                 round + 1,
                 o.seconds,
                 o.writes_per_key,
                 o.writes,
+                pace(o),
                 p.seconds,
                 p.writes_per_key,
+                pace(p),
                 o.seconds / p.seconds
             );
         }
@@ -92,6 +105,7 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
 }
 
 async fn operator_run(cluster: &Cluster, settings: &Settings, mix: Mix) -> Run {
+    cluster.wait_quiet().await;
     let namespace = cluster.namespace("throughput-operator").await;
     let operator = cluster.start_operator(Some(&namespace), &[]).await;
     let watch = ReadyWatch::start(&cluster.client, &namespace).await;
@@ -106,6 +120,7 @@ async fn operator_run(cluster: &Cluster, settings: &Settings, mix: Mix) -> Run {
     )
     .await;
     let seconds = watch.all_ready(settings.keys).await.duration_since(started);
+    let progress = watch.progress(started);
     // Writes that trail the status (events) still belong to this run.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = audit.writes_by(OPERATOR_USER);
@@ -114,20 +129,24 @@ async fn operator_run(cluster: &Cluster, settings: &Settings, mix: Mix) -> Run {
     cluster.delete_namespaces(&[namespace]).await;
     Run {
         seconds: seconds.as_secs_f64(),
+        progress,
         writes_per_key: writes.total() as f64 / settings.keys as f64,
         writes,
     }
 }
 
 async fn plain_run(cluster: &Cluster, settings: &Settings, mix: Mix) -> Run {
+    cluster.wait_quiet().await;
     let namespace = cluster.namespace("throughput-plain").await;
     let watch = ReadyWatch::start(&cluster.client, &namespace).await;
     let started = Instant::now();
     plain_client(&cluster.client, &namespace, settings, mix).await;
     let seconds = watch.all_ready(settings.keys).await.duration_since(started);
+    let progress = watch.progress(started);
     cluster.delete_namespaces(&[namespace]).await;
     Run {
         seconds: seconds.as_secs_f64(),
+        progress,
         // By construction: one Secret create and one status patch per key.
         writes_per_key: 2.0,
         writes: Writes(BTreeMap::from([
