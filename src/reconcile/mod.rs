@@ -2,6 +2,7 @@
 
 mod key;
 mod key_version;
+mod key_watch;
 mod orphan;
 mod status_memo;
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
@@ -25,6 +26,7 @@ use crate::k8s::Kube;
 use crate::material::{self, Material};
 use crate::metrics::Telemetry;
 use crate::plan::PlanSettings;
+use key_watch::KeyWatch;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -88,8 +90,8 @@ impl Scope {
     }
 }
 
-/// Runs the Key and KeyVersion controllers until a shutdown signal. Ready once both caches
-/// are filled.
+/// Runs the Key, KeyVersion and store controllers until a shutdown signal. Ready once the Key
+/// and KeyVersion caches are filled.
 pub async fn run(ctx: Arc<Context>) {
     // Each subscriber of the Key watch is handed to the one controller that reads it: an
     // unread subscriber would stall the watch once its buffer is full.
@@ -149,65 +151,6 @@ pub async fn run(ctx: Arc<Context>) {
         () = controllers => {}
         () = key_watch => {}
     }
-}
-
-/// How many Key events a slow controller may lag behind the shared Key watch before the watch
-/// waits for it.
-const KEY_EVENT_BUFFER: usize = 1024;
-
-/// The one watch of the Keys: it fills the cache the Key controller reads, hands every Key
-/// that changed to the Key controller and to the KeyVersion controller (a change to a Key
-/// wakes the requests naming it), and names the store of every Key deleted. One watch, one
-/// cache: each Key is received and held once.
-struct KeyWatch {
-    cache: reflector::Store<Key>,
-    for_keys: reflector::ReflectHandle<Key>,
-    for_requests: reflector::ReflectHandle<Key>,
-    /// The material store of each Key deleted, named once the cache has dropped the Key.
-    deleted: mpsc::UnboundedReceiver<ObjectRef<PartialObjectMeta<Secret>>>,
-    /// Drives the watch; the subscribers see nothing until it is polled.
-    watch: futures::future::BoxFuture<'static, ()>,
-}
-
-impl KeyWatch {
-    fn new(ctx: &Context) -> Self {
-        let keys: Api<Key> = ctx.scope.api(ctx.kube.client().clone());
-        let (cache, writer) = reflector::store_shared(KEY_EVENT_BUFFER);
-        let subscribe = || writer.subscribe().expect("a shared store has subscribers");
-        let (for_keys, for_requests) = (subscribe(), subscribe());
-        let (deletions, deleted) = mpsc::unbounded();
-        let watch = watcher(keys, watch_config())
-            .default_backoff()
-            .modify(slim::<Key>)
-            .reflect_shared(writer)
-            .for_each(move |event| {
-                match event {
-                    Ok(watcher::Event::Delete(key)) => {
-                        if let Some(store) = store_of_key(&key) {
-                            // Only closed when the store controller has stopped.
-                            let _ = deletions.unbounded_send(store);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "watching Keys failed; retrying"),
-                }
-                futures::future::ready(())
-            })
-            .boxed();
-        KeyWatch {
-            cache,
-            for_keys,
-            for_requests,
-            deleted,
-            watch,
-        }
-    }
-}
-
-/// The material store of a Key.
-fn store_of_key(key: &Key) -> Option<ObjectRef<PartialObjectMeta<Secret>>> {
-    let namespace = key.namespace()?;
-    Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
 }
 
 fn key_controller(
@@ -284,13 +227,13 @@ fn store_controller(
 
 /// Every watch ends after [`crate::k8s::WATCH_TIMEOUT_SECS`] and is resumed from where it was,
 /// so that one stalled on a silent connection is noticed and replaced.
-fn watch_config() -> watcher::Config {
+pub(super) fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(crate::k8s::WATCH_TIMEOUT_SECS)
 }
 
 /// Drops what no reconciler reads from a cached object: its managedFields and kubectl's copy
 /// of the last applied manifest are most of a Key's metadata, and a cache holds every Key.
-fn slim<K: Resource>(object: &mut K) {
+pub(super) fn slim<K: Resource>(object: &mut K) {
     let metadata = object.meta_mut();
     metadata.managed_fields = None;
     if let Some(annotations) = metadata.annotations.as_mut() {
