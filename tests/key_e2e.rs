@@ -650,18 +650,7 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
         .collect();
     let consumer = data_digest(&env.secret("kept").await.unwrap());
 
-    env.keys()
-        .delete("kept", &DeleteParams::default())
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + common::CONVERGE;
-    while env.keys().get_opt("kept").await.unwrap().is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the Key was not deleted promptly"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    delete_key(&env, "kept").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The material is kept (the lifecycle issue adds the pending window it now waits in).
     let kept = env
@@ -684,10 +673,8 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
     );
     assert!(env.secret("kept").await.is_some(), "consumer Secret kept");
 
-    env.apply_key(manifest).await;
-    let key = env.wait_ready("kept").await;
     assert_eq!(
-        key.status.unwrap().key_metadata.unwrap().key_id,
+        reapply(&env, manifest).await,
         key_id,
         "the same key came back"
     );
@@ -703,21 +690,13 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
     // Again, with the consumer Secret deleted too: nothing but the store tells that the key
     // existed (a Key with neither status nor consumer Secret is created without reading its
     // store first), and still the same key comes back, with the same bytes.
-    env.keys()
-        .delete("kept", &DeleteParams::default())
-        .await
-        .unwrap();
-    while env.keys().get_opt("kept").await.unwrap().is_some() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    delete_key(&env, "kept").await;
     env.secrets()
         .delete("kept", &DeleteParams::default())
         .await
         .unwrap();
-    env.apply_key(manifest).await;
-    let key = env.wait_ready("kept").await;
     assert_eq!(
-        key.status.unwrap().key_metadata.unwrap().key_id,
+        reapply(&env, manifest).await,
         key_id,
         "the same key came back"
     );
@@ -731,6 +710,29 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
         .filter(|e| e.reason.as_deref() == Some("KeyCreated"))
         .count();
     assert_eq!(created, 1, "one KeyCreated event, for the first creation");
+}
+
+/// Deletes Key `name` and waits until it is gone (no finalizer holds it).
+async fn delete_key(env: &TestEnv, name: &str) {
+    env.keys()
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + common::CONVERGE;
+    while env.keys().get_opt(name).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Key {name} was not deleted promptly"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Applies `manifest` again and returns the KeyId the Key reports once Ready.
+async fn reapply(env: &TestEnv, manifest: &str) -> String {
+    let name = env.apply_key(manifest).await.name_any();
+    let key = env.wait_ready(&name).await;
+    key.status.unwrap().key_metadata.unwrap().key_id
 }
 
 /// An EXTERNAL key exists without material until it is imported.
