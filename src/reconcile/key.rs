@@ -77,6 +77,10 @@ fn import_blocks(
     store: Option<&Secret>,
     import: Option<&Result<SecretBytes, Rejection>>,
 ) -> bool {
+    // Most keys import nothing: their store is not read again for this.
+    let Some(import) = import else {
+        return false;
+    };
     let Some(record) = store
         .and_then(|s| Store::read(s, &key.name_any()).ok())
         .map(|s| s.record)
@@ -84,11 +88,10 @@ fn import_blocks(
         return false;
     };
     match import {
-        Some(Err(_)) => record.versions.is_empty(),
-        Some(Ok(material)) => record
+        Err(_) => record.versions.is_empty(),
+        Ok(material) => record
             .imported
             .is_some_and(|i| i.fingerprint != import::fingerprint(material.expose())),
-        None => false,
     }
 }
 
@@ -102,7 +105,6 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         .ok_or(Error::MissingObjectField("metadata.namespace"))?;
     let name = key.name_any();
     let store_name = store::store_name(&name);
-
     // The consumer Secret first: a name taken by another Secret must be found before any
     // material is minted.
     let mut consumer = ctx
