@@ -18,6 +18,9 @@ use crate::plan::{self, Converge, FreshIds, Note, Observed, Plan};
 use crate::store::{self, KeyRecord, Store};
 use k8s_openapi::api::core::v1::Secret;
 
+/// How soon a reconcile that found the cache behind its own last write runs again.
+const STALE_CACHE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How soon a failed import is tried again: its Secret is not watched.
 const IMPORT_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -105,6 +108,12 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         .ok_or(Error::MissingObjectField("metadata.namespace"))?;
     let name = key.name_any();
     let store_name = store::store_name(&name);
+    // The cache has not caught up with this process's own last status write: plan from that
+    // write's Key, not from one without the status it was given.
+    if ctx.written_statuses.is_stale(&key) {
+        return Ok(Action::requeue(STALE_CACHE_RETRY));
+    }
+
     // The consumer Secret first: a name taken by another Secret must be found before any
     // material is minted.
     let mut consumer = ctx
@@ -339,7 +348,7 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
     {
         let written = ctx.kube.write_status(key, status).await?;
         ctx.kube.own_writes.note(&written);
-        ctx.written_statuses.remember(key, status);
+        ctx.written_statuses.remember(key, status, &written);
     }
     for note in &converge.notes {
         ctx.kube.record(key, note).await;

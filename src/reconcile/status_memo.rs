@@ -5,6 +5,10 @@
 //! status looks missing and would be written again. Remembering which Key version each write
 //! was planned from, and a digest of what it wrote, lets that second write be skipped; a newer
 //! Key version (after our write or anyone else's) is planned and written afresh.
+//!
+//! The memo also knows the version each write produced, so that a reconcile can tell that its
+//! cached Key is older than its own last write and wait for the cache rather than plan from a
+//! Key without the status it was given (a lost store would then be reported with no KeyId).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,7 +20,15 @@ use kube::ResourceExt;
 use crate::api::{Key, KeyStatus};
 
 #[derive(Default)]
-pub struct StatusMemo(Mutex<HashMap<String, (String, u64)>>);
+pub struct StatusMemo(Mutex<HashMap<String, Written>>);
+
+/// One status write: the Key version it was planned from, a digest of it, and the Key version
+/// it produced.
+struct Written {
+    from: String,
+    digest: u64,
+    produced: Option<u64>,
+}
 
 impl StatusMemo {
     /// Past this many keys the memo starts afresh: at worst one status is written twice.
@@ -29,11 +41,27 @@ impl StatusMemo {
         };
         let memo = self.0.lock().expect("status memo");
         memo.get(&uid)
-            .is_some_and(|(from, written)| *from == version && *written == digest(status))
+            .is_some_and(|w| w.from == version && w.digest == digest(status))
     }
 
-    /// Notes that `status` was written, planned from `key`.
-    pub fn remember(&self, key: &Key, status: &KeyStatus) {
+    /// Whether `key` is older than the Key this process's last status write produced: its
+    /// watch event has not arrived yet. (Resource versions are etcd revisions; one that is not
+    /// a number is never called stale.)
+    pub fn is_stale(&self, key: &Key) -> bool {
+        let (Some(uid), Some(version)) = (key.uid(), key.resource_version()) else {
+            return false;
+        };
+        let Ok(version) = version.parse::<u64>() else {
+            return false;
+        };
+        let memo = self.0.lock().expect("status memo");
+        memo.get(&uid)
+            .and_then(|w| w.produced)
+            .is_some_and(|produced| version < produced)
+    }
+
+    /// Notes that `status` was written, planned from `key`, producing `written`.
+    pub fn remember(&self, key: &Key, status: &KeyStatus, written: &Key) {
         let (Some(uid), Some(version)) = (key.uid(), key.resource_version()) else {
             return;
         };
@@ -41,7 +69,15 @@ impl StatusMemo {
         if memo.len() >= Self::MAX {
             memo.clear();
         }
-        memo.insert(uid, (version, digest(status)));
+        let produced = written.resource_version().and_then(|v| v.parse().ok());
+        memo.insert(
+            uid,
+            Written {
+                from: version,
+                digest: digest(status),
+                produced,
+            },
+        );
     }
 }
 
@@ -93,7 +129,7 @@ mod tests {
             !memo.already_written(&key("10"), &status),
             "nothing written yet"
         );
-        memo.remember(&key("10"), &status);
+        memo.remember(&key("10"), &status, &key("12"));
         let a_second_later = ready_at("2026-01-01T00:00:01Z", "ready");
         assert!(memo.already_written(&key("10"), &a_second_later));
         assert!(
@@ -104,5 +140,21 @@ mod tests {
             !memo.already_written(&key("11"), &status),
             "a newer Key (someone may have changed its status) is planned afresh"
         );
+    }
+
+    #[test]
+    fn a_key_older_than_the_last_write_is_stale() {
+        let memo = StatusMemo::default();
+        assert!(!memo.is_stale(&key("10")), "nothing written yet");
+        memo.remember(
+            &key("10"),
+            &ready_at("2026-01-01T00:00:00Z", "ready"),
+            &key("12"),
+        );
+        assert!(memo.is_stale(&key("10")));
+        assert!(memo.is_stale(&key("11")));
+        assert!(!memo.is_stale(&key("12")), "the write's own echo");
+        assert!(!memo.is_stale(&key("13")));
+        assert!(!memo.is_stale(&key("not-a-number")));
     }
 }
