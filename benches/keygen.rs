@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use keyward::api::KeySpec;
-use keyward::material;
+use keyward::kms::material;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
 use openssl::pkey::PKey;

@@ -1,21 +1,17 @@
 //! keyward: KMS-grade customer master keys as Kubernetes resources.
 //!
-//! Reading order is the architecture: [`api`] (what users write) -> [`rules`] and [`schedule`]
-//! (the seed's rules, pure) -> [`material`] (key bytes per key spec) -> [`store`] (how material
-//! is kept in Secrets, pure) -> [`plan`] (observed state + now -> what to do, pure) -> [`k8s`]
-//! (the only module that writes to the API server) -> [`reconcile`] (joins them) -> `main`.
+//! Reading order is the architecture (docs/design.md has the same order and a diagram):
+//! [`api`] (what users write and see) -> [`kms`] (the seed's rules, schedule, error codes,
+//! material and import, pure) -> [`store`] (how material is kept in Secrets, pure) -> [`plan`]
+//! (observed state + now -> what to do, pure) -> [`cluster`] (the only module that calls the
+//! API server) -> [`reconcile`] (the controllers that join them) -> [`runtime`] (leader
+//! election, metrics, health) -> `main`. [`error`] holds the failures that are retried.
 
 pub mod api;
+pub mod cluster;
 pub mod error;
-pub mod http;
-pub mod import;
-pub mod k8s;
-pub mod kms_response;
-pub mod leader;
-pub mod material;
-pub mod metrics;
+pub mod kms;
 pub mod plan;
 pub mod reconcile;
-pub mod rules;
-pub mod schedule;
+pub mod runtime;
 pub mod store;

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use keyward::http;
-use keyward::k8s::Kube;
-use keyward::leader::{Candidate, LeaseConfig};
-use keyward::metrics::Telemetry;
+use keyward::cluster::Kube;
+use keyward::kms::rules::RuleSettings;
+use keyward::kms::schedule::{Interval, parse_interval};
 use keyward::plan::PlanSettings;
 use keyward::reconcile::{self, Context, Scope};
-use keyward::rules::RuleSettings;
-use keyward::schedule::{Interval, parse_interval};
+use keyward::runtime::http;
+use keyward::runtime::leader::{Candidate, LeaseConfig};
+use keyward::runtime::metrics::Telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -168,7 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.min_rotation_interval,
         args.max_rotation_interval
     );
-    let client = keyward::k8s::client()
+    let client = keyward::cluster::client()
         .await
         .context("no usable kubeconfig or in-cluster config")?;
     let kube = Kube::new(client, std::env::var("HOSTNAME").ok());

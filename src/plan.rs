@@ -11,14 +11,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use crate::api::ImportParameters;
 use crate::api::Origin;
 use crate::api::key::KeyVersionEntry;
+use crate::api::labels;
 use crate::api::{AutomaticRotation, Key, KeyMetadata, KeyState, KeyStatus};
-use crate::error::{Code, Rejection};
-use crate::import::ImportParameters;
-use crate::material::SecretBytes;
-use crate::rules::{self, RuleSettings, ValidKey};
-use crate::schedule::{self, Interval, format_kms_time};
+use crate::kms::error::{Code, Rejection};
+use crate::kms::material::SecretBytes;
+use crate::kms::rules::{self, RuleSettings, ValidKey};
+use crate::kms::schedule::{self, Interval, format_kms_time};
 use crate::store::{self, ImportedMaterial, KeyRecord, NewKeyRecord, Store, VersionRecord};
 use lifecycle::LifecycleStep;
 
@@ -173,9 +174,6 @@ enum Outcome {
     Rejected(Rejection),
 }
 
-/// The finalizer that holds a protected Key's deletion.
-pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection";
-
 pub fn plan(
     observed: &Observed<'_>,
     settings: &PlanSettings,
@@ -192,7 +190,7 @@ pub fn plan(
             .key
             .finalizers()
             .iter()
-            .any(|f| f == DELETION_PROTECTION_FINALIZER);
+            .any(|f| f == labels::DELETION_PROTECTION_FINALIZER);
         if held != valid.deletion_protection {
             converge.finalizer = Some(valid.deletion_protection);
         }
@@ -487,10 +485,7 @@ fn plan_consumer(
     // What keyward last published, by the state it wrote down (not by the data, which a hand
     // edit may have changed).
     let withdrawn = |s: &Secret| {
-        let published = s
-            .annotations()
-            .get(store::KEY_STATE_ANNOTATION)
-            .map(String::as_str);
+        let published = s.annotations().get(labels::KEY_STATE).map(String::as_str);
         published.is_some_and(|state| state != KeyState::Enabled.as_str())
     };
     let versions = store.record.versions.len();
@@ -650,7 +645,7 @@ fn plan_external(
         // expired) is no change; other material that can be is refused: it never replaces the
         // material a key was imported with.
         if let (Some(Ok(material)), Some(previous)) = (&observed.import, &record.imported)
-            && crate::import::fingerprint(material.expose()) != previous.fingerprint
+            && crate::kms::import::fingerprint(material.expose()) != previous.fingerprint
         {
             return Err(other_material(record, &previous.key_version_id));
         }
@@ -692,7 +687,7 @@ fn plan_external(
     match observed.import.as_ref() {
         Some(Err(rejection)) => return Err(rejection.clone()),
         Some(Ok(material)) => {
-            let fingerprint = crate::import::fingerprint(material.expose());
+            let fingerprint = crate::kms::import::fingerprint(material.expose());
             if let Some(previous) = &record.imported
                 && previous.fingerprint != fingerprint
             {
@@ -819,7 +814,7 @@ fn new_key(valid: &ValidKey, settings: &PlanSettings, now: Timestamp, fresh: &Fr
         key_id: &fresh.key_id,
         region: &settings.rules.region,
         account_id: &settings.account_id,
-        created: crate::schedule::truncate_to_second(now),
+        created: crate::kms::schedule::truncate_to_second(now),
         key_spec: valid.key_spec,
         key_usage: valid.key_usage,
         origin: valid.origin,

@@ -42,7 +42,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use keyward::api::labels;
 use keyward::api::{Key, KeyVersion};
-use keyward::store::{KeyRecord, RECORD_ENTRY, VERSIONS_ANNOTATION, VersionRecord};
+use keyward::store::{KeyRecord, RECORD_ENTRY, VersionRecord};
 use kube::api::ListParams;
 use kube::config::Kubeconfig;
 use kube::{Api, ResourceExt};
@@ -996,12 +996,7 @@ async fn progress(env: &TestEnv) -> (usize, usize) {
     .items;
     let versions = stores
         .iter()
-        .filter_map(|s| {
-            s.annotations()
-                .get(VERSIONS_ANNOTATION)?
-                .parse::<usize>()
-                .ok()
-        })
+        .filter_map(|s| s.annotations().get(labels::VERSIONS)?.parse::<usize>().ok())
         .sum();
     (stores.len(), versions)
 }

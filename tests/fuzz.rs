@@ -15,10 +15,10 @@
 //! failing input.
 
 use keyward::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
-use keyward::error::Code;
-use keyward::material::{Material, generate};
-use keyward::rules::{RuleSettings, validate};
-use keyward::schedule::{Interval, IntervalError, parse_interval};
+use keyward::kms::error::Code;
+use keyward::kms::material::{Material, generate};
+use keyward::kms::rules::{RuleSettings, validate};
+use keyward::kms::schedule::{Interval, IntervalError, parse_interval};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 

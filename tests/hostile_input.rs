@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::TestEnv;
 use k8s_openapi::api::core::v1::Secret;
 use keyward::api::{Key, KeyVersion};
-use keyward::error::Code;
+use keyward::kms::error::Code;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};

@@ -90,7 +90,7 @@ async fn every_key_spec_gets_material_in_its_secret_and_metadata_in_status() {
                 .unwrap();
             assert_eq!(
                 m.next_rotation_date,
-                Some(keyward::schedule::format_kms_time(next))
+                Some(keyward::kms::schedule::format_kms_time(next))
             );
         } else {
             assert_eq!(m.automatic_rotation, AutomaticRotation::Disabled);

@@ -1,4 +1,4 @@
-//! Proves every key spec of `keyward::material::generate` against an independent
+//! Proves every key spec of `keyward::kms::material::generate` against an independent
 //! implementation: OpenSSL 3 (the `openssl` CLI, and the in-process binding where the CLI
 //! cannot do the operation, e.g. AEAD ciphers).
 //!
@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use keyward::api::KeySpec;
-use keyward::material::{Material, SecretBytes, generate};
+use keyward::kms::material::{Material, SecretBytes, generate};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 
 const MESSAGE: &[u8] = b"keyward: the same message for every implementation\n";

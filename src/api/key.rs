@@ -173,7 +173,7 @@ pub struct KeyStatus {
 
     /// While an EXTERNAL key awaits its material: how to wrap it (GetParametersForImport).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub import_parameters: Option<crate::import::ImportParameters>,
+    pub import_parameters: Option<ImportParameters>,
 
     /// The Secret that holds the key material for consumers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +187,19 @@ pub struct KeyStatus {
     /// The `metadata.generation` of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The public half of the import parameters (safe to show in status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportParameters {
+    /// The RSA-2048 wrapping public key, SPKI PEM ("-----BEGIN PUBLIC KEY-----"): wrap the key
+    /// material with it using RSAES-OAEP with SHA-256 (MGF1 with SHA-256, no label).
+    pub public_key: String,
+    /// Put this in the import Secret's `importToken` together with `encryptedKeyMaterial`.
+    pub import_token: String,
+    /// When the token and the public key stop being accepted, UTC to the second.
+    pub token_expire_time: String,
 }
 
 /// One version of a key (KMS DescribeKeyVersion).

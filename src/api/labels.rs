@@ -1,4 +1,7 @@
-//! Labels, annotations and Secret types that keyward puts on the Secrets it creates.
+//! Every label, annotation, finalizer and Secret type keyward puts on objects, named once, and
+//! how names too long for a label value are shortened.
+
+use sha2::{Digest, Sha256};
 
 /// Set on every Secret keyward creates; the operator's Secret watch selects on it.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -15,6 +18,19 @@ pub const KEY_ID: &str = "keyward.dev/key-id";
 pub const ROLE: &str = "keyward.dev/role";
 pub const ROLE_MATERIAL: &str = "material";
 pub const ROLE_CONSUMER: &str = "consumer";
+
+/// Annotation on the store: the key spec, so versions can be counted from metadata alone (the
+/// limit on asymmetric versions), without reading any material.
+pub const KEY_SPEC: &str = "keyward.dev/key-spec";
+/// Annotation on the store: how many versions it holds.
+pub const VERSIONS: &str = "keyward.dev/versions";
+/// Annotation on the store: when its material will be destroyed, for `kubectl get -o yaml`.
+pub const DELETE_DATE: &str = "keyward.dev/delete-date";
+/// Annotation on the consumer Secret: the key's state (its material is there only if Enabled).
+pub const KEY_STATE: &str = "keyward.dev/key-state";
+
+/// The finalizer that holds a protected Key's deletion.
+pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection";
 
 /// Secret type of the Secret workloads mount.
 pub const CONSUMER_SECRET_TYPE: &str = "keyward.dev/key";
@@ -33,10 +49,25 @@ pub fn key_label_value(key_name: &str) -> String {
     if key_name.len() <= MAX {
         return key_name.to_string();
     }
-    let digest = crate::store::short_hash(key_name);
-    let prefix =
-        crate::store::prefix_chars(key_name, MAX - digest.len() - 1).trim_end_matches(['-', '.']);
+    let digest = short_hash(key_name);
+    let prefix = prefix_chars(key_name, MAX - digest.len() - 1).trim_end_matches(['-', '.']);
     format!("{prefix}-{digest}")
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary (names
+/// from user input may hold any characters).
+pub fn prefix_chars(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A short, stable hash for names and labels (not a security boundary).
+pub fn short_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..5].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ pub mod key_version;
 pub mod kms;
 pub mod labels;
 
-pub use key::{Key, KeyMetadata, KeyRequest, KeyStatus};
+pub use key::{ImportParameters, Key, KeyMetadata, KeyRequest, KeyStatus};
 pub use key_version::KeyVersion;
 pub use kms::{AutomaticRotation, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 

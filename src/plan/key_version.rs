@@ -12,8 +12,8 @@ use kube::ResourceExt;
 use super::{NewVersion, Note, PlanSettings, Readiness, ready_conditions};
 use crate::api::key_version::{KeyVersion, KeyVersionMetadata, KeyVersionStatus};
 use crate::api::{Key, KeyState};
-use crate::error::{Code, Rejection};
-use crate::schedule::{format_kms_time, next_rotation, truncate_to_second};
+use crate::kms::error::{Code, Rejection};
+use crate::kms::schedule::{format_kms_time, next_rotation, truncate_to_second};
 use crate::store::{KeyRecord, Store, VersionRecord};
 
 /// Ready reasons of a request that is not (or not yet) a rejection.
@@ -83,7 +83,7 @@ pub fn plan_request(
                 "spec.keyRef.name {} cannot name a Key: Key names are lowercase \
                  letters, digits, '-' and '.', at most 253 characters; create a KeyVersion \
                  naming an existing Key",
-                crate::error::quote(key_name)
+                crate::kms::error::quote(key_name)
             ),
         );
         return report(request, None, Readiness::rejected(&rejection), now);

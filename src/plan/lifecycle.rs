@@ -5,9 +5,9 @@ use jiff::Timestamp;
 
 use super::{Note, PlanSettings};
 use crate::api::KeyState;
-use crate::error::Code;
-use crate::rules::{DEFAULT_PENDING_WINDOW_DAYS, ValidKey};
-use crate::schedule::{self, Interval, format_kms_time, parse_kms_time};
+use crate::kms::error::Code;
+use crate::kms::rules::{DEFAULT_PENDING_WINDOW_DAYS, ValidKey};
+use crate::kms::schedule::{self, Interval, format_kms_time, parse_kms_time};
 use crate::store::{DeletionCause, KeyRecord, ScheduledDeletion};
 
 /// The state of a stored key, given the state the spec asks for (`None`: the spec is not
@@ -161,8 +161,8 @@ fn schedule_deletion(
 mod tests {
     use super::*;
     use crate::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
+    use crate::kms::rules::{RuleSettings, validate};
     use crate::plan::key_metadata;
-    use crate::rules::{RuleSettings, validate};
     use crate::store::VersionRecord;
 
     fn record(versions: usize, deletion: Option<DeletionCause>) -> KeyRecord {

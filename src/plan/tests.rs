@@ -10,7 +10,7 @@ use k8s_openapi::ByteString;
 use super::*;
 use crate::api::labels;
 use crate::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
-use crate::material;
+use crate::kms::material;
 use crate::store::{RECORD_ENTRY, VersionRecord};
 
 const NS: &str = "team-a";
@@ -28,9 +28,9 @@ fn settings() -> PlanSettings {
         rules: RuleSettings::with_seed_bounds(REGION),
         account_id: ACCOUNT.into(),
         max_requeue: std::time::Duration::from_secs(600),
-        key_version_min_interval: crate::schedule::Interval::from_days(7),
+        key_version_min_interval: crate::kms::schedule::Interval::from_days(7),
         max_asymmetric_versions: 50,
-        pending_window_unit: crate::schedule::Interval::from_days(1),
+        pending_window_unit: crate::kms::schedule::Interval::from_days(1),
     }
 }
 
@@ -109,7 +109,7 @@ fn store_for(key: &Key) -> Secret {
     let mut store = store::new_store(NS, NAME, &new.record, material.as_ref());
     if !new.mint {
         // As the reconciler does next for an EXTERNAL key: issue import parameters.
-        let (parameters, wrapping_key) = crate::import::issue_parameters(t0()).unwrap();
+        let (parameters, wrapping_key) = crate::kms::import::issue_parameters(t0()).unwrap();
         let mut record = new.record.clone();
         record.import_parameters = Some(parameters);
         store = store::with_import_parameters(&store, &record, &wrapping_key);

@@ -11,9 +11,9 @@ use super::{Context, add_version, mint};
 use crate::api::Key;
 use crate::api::Origin;
 use crate::error::Error;
-use crate::error::{Code, Rejection};
-use crate::import;
-use crate::material::SecretBytes;
+use crate::kms::error::{Code, Rejection};
+use crate::kms::import;
+use crate::kms::material::SecretBytes;
 use crate::plan::{self, Converge, FreshIds, Note, Observed, Plan};
 use crate::store::{self, KeyRecord, Store};
 use k8s_openapi::api::core::v1::Secret;
@@ -355,7 +355,11 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
     }
     if let Some(present) = converge.finalizer {
         ctx.kube
-            .set_finalizer(key, plan::DELETION_PROTECTION_FINALIZER, present)
+            .set_finalizer(
+                key,
+                crate::api::labels::DELETION_PROTECTION_FINALIZER,
+                present,
+            )
             .await?;
     }
     Ok(match converge.requeue_after {

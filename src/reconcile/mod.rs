@@ -21,11 +21,11 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::api::labels;
 use crate::api::{Key, KeySpec, KeyVersion};
+use crate::cluster::Kube;
 use crate::error::Error;
-use crate::k8s::Kube;
-use crate::material::{self, Material};
-use crate::metrics::Telemetry;
+use crate::kms::material::{self, Material};
 use crate::plan::PlanSettings;
+use crate::runtime::metrics::Telemetry;
 use key_watch::KeyWatch;
 
 /// What every reconcile shares.
@@ -225,10 +225,10 @@ fn store_controller(
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 
-/// Every watch ends after [`crate::k8s::WATCH_TIMEOUT_SECS`] and is resumed from where it was,
+/// Every watch ends after [`crate::cluster::WATCH_TIMEOUT_SECS`] and is resumed from where it was,
 /// so that one stalled on a silent connection is noticed and replaced.
 pub(super) fn watch_config() -> watcher::Config {
-    watcher::Config::default().timeout(crate::k8s::WATCH_TIMEOUT_SECS)
+    watcher::Config::default().timeout(crate::cluster::WATCH_TIMEOUT_SECS)
 }
 
 /// Drops what no reconciler reads from a cached object: its managedFields and kubectl's copy

@@ -17,9 +17,9 @@ use super::Context;
 use crate::api::labels;
 use crate::api::{Key, KeyState};
 use crate::error::Error;
+use crate::kms::schedule;
 use crate::plan::Note;
 use crate::plan::lifecycle::{self, LifecycleStep};
-use crate::schedule;
 use crate::store::{self, Store};
 
 pub async fn reconcile(

@@ -11,10 +11,10 @@ use super::*;
 use crate::api::key_version::{KeyRef, KeyVersionRequest};
 use crate::api::labels;
 use crate::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
-use crate::material;
+use crate::kms::material;
+use crate::kms::rules::{self, RuleSettings};
+use crate::kms::schedule::Interval;
 use crate::plan::{FreshIds, Observed, Plan, READY};
-use crate::rules::{self, RuleSettings};
-use crate::schedule::Interval;
 use crate::store::{self, NewKeyRecord, RECORD_ENTRY};
 
 const NS: &str = "team-a";
@@ -50,7 +50,7 @@ fn settings() -> PlanSettings {
         max_requeue: std::time::Duration::from_secs(600),
         key_version_min_interval: Interval::from_days(7),
         max_asymmetric_versions: 50,
-        pending_window_unit: crate::schedule::Interval::from_days(1),
+        pending_window_unit: crate::kms::schedule::Interval::from_days(1),
     }
 }
 

@@ -6,11 +6,10 @@
 //! the Key's namespace holding either `encryptedKeyMaterial` (the key material wrapped with the
 //! public key by RSAES-OAEP with SHA-256, MGF1 with SHA-256 and no label, as raw ciphertext
 //! bytes) together with `importToken`, or `keyMaterial` (the raw key bytes). [`unwrap`] checks
-//! that Secret and returns the material; every refusal is an [`ImportError`] whose message says
+//! that Secret and returns the material; every refusal is a [`Rejection`] whose message says
 //! what to put in the Secret and never holds key bytes.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use getrandom::SysRng;
 use jiff::{SignedDuration, Timestamp};
@@ -20,13 +19,13 @@ use rand_core::UnwrapErr;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, RsaPrivateKey};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::api::ImportParameters;
 use crate::api::KeySpec;
-use crate::error::quote;
-use crate::material::{MaterialError, SecretBytes};
-use crate::schedule::{format_kms_time, parse_kms_time, truncate_to_second};
+use crate::kms::error::{Code, Rejection, quote};
+use crate::kms::material::{MaterialError, SecretBytes};
+use crate::kms::schedule::{format_kms_time, parse_kms_time, truncate_to_second};
 
 /// The import Secret's entry holding the wrapped key material (raw ciphertext bytes).
 pub const ENCRYPTED_KEY_MATERIAL: &str = "encryptedKeyMaterial";
@@ -47,24 +46,11 @@ const WRAPPING_ALGORITHM: &str = "RSAES-OAEP with SHA-256, MGF1 with SHA-256 and
 /// Where the user finds the import parameters.
 const PARAMETERS_FIELD: &str = "status.importParameters";
 
-/// The public half of the import parameters (safe to show in status).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ImportParameters {
-    /// The RSA-2048 wrapping public key, SPKI PEM ("-----BEGIN PUBLIC KEY-----"): wrap the key
-    /// material with it using RSAES-OAEP with SHA-256 (MGF1 with SHA-256, no label).
-    pub public_key: String,
-    /// Put this in the import Secret's `importToken` together with `encryptedKeyMaterial`.
-    pub import_token: String,
-    /// When the token and the public key stop being accepted, UTC to the second.
-    pub token_expire_time: String,
-}
-
 /// Fresh parameters issued at `now` (valid 24 hours), and the wrapping private key as PKCS#8 PEM
 /// (secret: keep it in the material store).
 ///
 /// Uses the OS CSPRNG; CPU-heavy (RSA-2048 key generation): callers run it on a blocking thread.
-/// As in [`crate::material::generate`], `rsa` only takes an infallible RNG, so an OS RNG failure
+/// As in [`crate::kms::material::generate`], `rsa` only takes an infallible RNG, so an OS RNG failure
 /// during key generation panics rather than returning [`MaterialError::Rng`].
 pub fn issue_parameters(now: Timestamp) -> Result<(ImportParameters, SecretBytes), MaterialError> {
     let key = RsaPrivateKey::new(&mut UnwrapErr(SysRng), WRAPPING_KEY_BITS)?;
@@ -88,59 +74,6 @@ pub fn issue_parameters(now: Timestamp) -> Result<(ImportParameters, SecretBytes
     Ok((parameters, private_pem))
 }
 
-/// Why an import is refused. Nothing is changed by a refused import.
-///
-/// [`ImportError::code`] is the KMS code text and [`ImportError::reason`] the CamelCase condition
-/// reason; `Display` is `"<code>: <detail>"`, where the detail says what is wrong and what to put
-/// in the Secret instead. No variant ever holds key bytes, wrapped or not.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ImportError {
-    /// The material has the wrong length for the key spec, or the wrapped material cannot be
-    /// unwrapped with the current wrapping key.
-    InvalidKeyMaterial(String),
-    /// The token does not match the current import parameters (or there are none to match).
-    InvalidImportToken(String),
-    /// The token matches but its tokenExpireTime has passed.
-    ExpiredImportToken(String),
-    /// The Secret's shape is wrong (neither form, both forms, a token missing) or the key spec
-    /// takes no imported material.
-    InvalidParameter(String),
-}
-
-impl ImportError {
-    /// The KMS code text a message starts with.
-    pub const fn code(&self) -> &'static str {
-        match self {
-            ImportError::InvalidKeyMaterial(_) => "InvalidKeyMaterial",
-            ImportError::InvalidImportToken(_) => "InvalidImportToken",
-            ImportError::ExpiredImportToken(_) => "ExpiredImportToken",
-            ImportError::InvalidParameter(_) => "InvalidParameter",
-        }
-    }
-
-    /// The code in CamelCase without dots: condition reason, event reason and metric label.
-    pub const fn reason(&self) -> &'static str {
-        // The codes have no dots, so they are their own reasons.
-        self.code()
-    }
-
-    /// What is wrong and what to do, without the code prefix.
-    pub fn detail(&self) -> &str {
-        match self {
-            ImportError::InvalidKeyMaterial(detail)
-            | ImportError::InvalidImportToken(detail)
-            | ImportError::ExpiredImportToken(detail)
-            | ImportError::InvalidParameter(detail) => detail,
-        }
-    }
-}
-
-impl fmt::Display for ImportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code(), self.detail())
-    }
-}
-
 /// Reads the import Secret's data and returns the key material to import:
 /// - `keyMaterial` alone: the raw bytes (length-checked for `key_spec`); an `importToken` next
 ///   to it is ignored;
@@ -155,14 +88,17 @@ pub fn unwrap(
     parameters: Option<&ImportParameters>,
     wrapping_private_pem: Option<&[u8]>,
     now: Timestamp,
-) -> Result<SecretBytes, ImportError> {
+) -> Result<SecretBytes, Rejection> {
     let Some(expected_len) = material_len(key_spec) else {
-        return Err(ImportError::InvalidParameter(format!(
-            "keys of spec {key_spec} take no imported material: only {} and {} keys can have \
+        return Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "keys of spec {key_spec} take no imported material: only {} and {} keys can have \
              origin EXTERNAL",
-            KeySpec::AliyunAes256,
-            KeySpec::AliyunSm4
-        )));
+                KeySpec::AliyunAes256,
+                KeySpec::AliyunSm4
+            ),
+        ));
     };
     let raw = secret_data.get(KEY_MATERIAL).map(|b| b.0.as_slice());
     let wrapped = secret_data
@@ -171,34 +107,46 @@ pub fn unwrap(
     let token = secret_data.get(IMPORT_TOKEN).map(|b| b.0.as_slice());
 
     match (raw, wrapped, token) {
-        (Some(_), Some(_), _) => Err(ImportError::InvalidParameter(format!(
-            "the import Secret holds both {KEY_MATERIAL} and {ENCRYPTED_KEY_MATERIAL}: keep only \
+        (Some(_), Some(_), _) => Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "the import Secret holds both {KEY_MATERIAL} and {ENCRYPTED_KEY_MATERIAL}: keep only \
              one, either {KEY_MATERIAL} with the raw key bytes, or {ENCRYPTED_KEY_MATERIAL} with \
              the wrapped key bytes together with {IMPORT_TOKEN}"
-        ))),
-        (None, None, _) => Err(ImportError::InvalidParameter(format!(
-            "the import Secret holds neither {KEY_MATERIAL} nor {ENCRYPTED_KEY_MATERIAL} (its \
+            ),
+        )),
+        (None, None, _) => Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "the import Secret holds neither {KEY_MATERIAL} nor {ENCRYPTED_KEY_MATERIAL} (its \
              entries: {}): put the raw {expected_len}-byte key in {KEY_MATERIAL}, or the key \
              wrapped with {PARAMETERS_FIELD}.publicKey ({WRAPPING_ALGORITHM}) in \
              {ENCRYPTED_KEY_MATERIAL} and {PARAMETERS_FIELD}.importToken in {IMPORT_TOKEN}",
-            entry_names(secret_data)
-        ))),
-        (None, Some(_), None) => Err(ImportError::InvalidParameter(format!(
-            "the import Secret holds {ENCRYPTED_KEY_MATERIAL} but no {IMPORT_TOKEN}: add \
+                entry_names(secret_data)
+            ),
+        )),
+        (None, Some(_), None) => Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "the import Secret holds {ENCRYPTED_KEY_MATERIAL} but no {IMPORT_TOKEN}: add \
              {IMPORT_TOKEN} with the value of {PARAMETERS_FIELD}.importToken issued with the \
              public key that wrapped the material"
-        ))),
+            ),
+        )),
         (Some(raw), None, _) => {
             check_len(key_spec, expected_len, raw.len(), KEY_MATERIAL)?;
             Ok(SecretBytes::new(raw.to_vec()))
         }
         (None, Some(wrapped), Some(token)) => {
             let parameters = parameters.ok_or_else(|| {
-                ImportError::InvalidImportToken(format!(
-                    "keyward has issued no import parameters for this key: wait for \
+                Rejection::new(
+                    Code::InvalidImportToken,
+                    format!(
+                        "keyward has issued no import parameters for this key: wait for \
                      {PARAMETERS_FIELD}, then wrap the key material with its publicKey and put \
                      its importToken in {IMPORT_TOKEN}"
-                ))
+                    ),
+                )
             })?;
             check_token(parameters, token, now)?;
             let material = unwrap_with(parameters, wrapping_private_pem, wrapped)?;
@@ -229,12 +177,7 @@ fn material_len(key_spec: KeySpec) -> Option<usize> {
     }
 }
 
-fn check_len(
-    key_spec: KeySpec,
-    expected: usize,
-    got: usize,
-    what: &str,
-) -> Result<(), ImportError> {
+fn check_len(key_spec: KeySpec, expected: usize, got: usize, what: &str) -> Result<(), Rejection> {
     if got == expected {
         return Ok(());
     }
@@ -250,10 +193,13 @@ fn check_len(
     } else {
         String::new()
     };
-    Err(ImportError::InvalidKeyMaterial(format!(
-        "{key_spec} key material must be exactly {expected} bytes, but {what} is {got} \
+    Err(Rejection::new(
+        Code::InvalidKeyMaterial,
+        format!(
+            "{key_spec} key material must be exactly {expected} bytes, but {what} is {got} \
          bytes{hint}"
-    )))
+        ),
+    ))
 }
 
 /// Lengths of `len` bytes written as text: hex, padded and unpadded base64, each with or without
@@ -271,16 +217,19 @@ fn check_token(
     parameters: &ImportParameters,
     token: &[u8],
     now: Timestamp,
-) -> Result<(), ImportError> {
+) -> Result<(), Rejection> {
     // `kubectl create secret --from-file` keeps a trailing newline; tokens have no whitespace.
     let token = token.trim_ascii();
     let matches: bool = token.ct_eq(parameters.import_token.as_bytes()).into();
     if !matches {
-        return Err(ImportError::InvalidImportToken(format!(
-            "{IMPORT_TOKEN} does not match {PARAMETERS_FIELD}.importToken: import parameters are \
+        return Err(Rejection::new(
+            Code::InvalidImportToken,
+            format!(
+                "{IMPORT_TOKEN} does not match {PARAMETERS_FIELD}.importToken: import parameters are \
              replaced when they expire, so wrap the key material with the current publicKey \
              and put the importToken issued with it in {IMPORT_TOKEN}"
-        )));
+            ),
+        ));
     }
     let expired = match parse_kms_time(&parameters.token_expire_time) {
         Some(expire) => now >= expire,
@@ -288,12 +237,15 @@ fn check_token(
         None => true,
     };
     if expired {
-        return Err(ImportError::ExpiredImportToken(format!(
-            "the import token expired at {}: once keyward has issued new import parameters in \
+        return Err(Rejection::new(
+            Code::ExpiredImportToken,
+            format!(
+                "the import token expired at {}: once keyward has issued new import parameters in \
              {PARAMETERS_FIELD}, wrap the key material again with the new publicKey and put the \
              new importToken in {IMPORT_TOKEN}",
-            quote(&parameters.token_expire_time)
-        )));
+                quote(&parameters.token_expire_time)
+            ),
+        ));
     }
     Ok(())
 }
@@ -303,13 +255,16 @@ fn unwrap_with(
     parameters: &ImportParameters,
     wrapping_private_pem: Option<&[u8]>,
     wrapped: &[u8],
-) -> Result<SecretBytes, ImportError> {
+) -> Result<SecretBytes, Rejection> {
     let unavailable = || {
-        ImportError::InvalidImportToken(format!(
-            "the wrapping key of the current import parameters is missing or unreadable in \
+        Rejection::new(
+            Code::InvalidImportToken,
+            format!(
+                "the wrapping key of the current import parameters is missing or unreadable in \
              keyward's material store: wait for keyward to issue new import parameters in \
              {PARAMETERS_FIELD}, then wrap the key material with the new publicKey"
-        ))
+            ),
+        )
     };
     let pem = wrapping_private_pem
         .and_then(|pem| std::str::from_utf8(pem).ok())
@@ -333,24 +288,30 @@ fn unwrap_with(
         } else {
             ""
         };
-        return Err(ImportError::InvalidKeyMaterial(format!(
-            "{ENCRYPTED_KEY_MATERIAL} is {} bytes, but a ciphertext of the RSA-2048 wrapping key \
+        return Err(Rejection::new(
+            Code::InvalidKeyMaterial,
+            format!(
+                "{ENCRYPTED_KEY_MATERIAL} is {} bytes, but a ciphertext of the RSA-2048 wrapping key \
              is exactly {ciphertext_len} bytes{hint}: wrap the key material with \
              {PARAMETERS_FIELD}.publicKey using {WRAPPING_ALGORITHM}",
-            wrapped.len()
-        )));
+                wrapped.len()
+            ),
+        ));
     }
     key.decrypt_blinded(&mut UnwrapErr(SysRng), Oaep::<Sha256>::new(), wrapped)
         .map(SecretBytes::new)
         .map_err(|_| {
-            ImportError::InvalidKeyMaterial(format!(
-                "{ENCRYPTED_KEY_MATERIAL} cannot be unwrapped with the wrapping key of the \
+            Rejection::new(
+                Code::InvalidKeyMaterial,
+                format!(
+                    "{ENCRYPTED_KEY_MATERIAL} cannot be unwrapped with the wrapping key of the \
                  current import parameters: wrap the key material with \
                  {PARAMETERS_FIELD}.publicKey using {WRAPPING_ALGORITHM} (openssl pkeyutl \
                  -encrypt -pubin -inkey public.pem -pkeyopt rsa_padding_mode:oaep -pkeyopt \
                  rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256), and put the raw ciphertext in \
                  {ENCRYPTED_KEY_MATERIAL}"
-            ))
+                ),
+            )
         })
 }
 
@@ -456,7 +417,7 @@ mod tests {
         secret_data: &BTreeMap<String, ByteString>,
         key_spec: KeySpec,
         now: Timestamp,
-    ) -> Result<SecretBytes, ImportError> {
+    ) -> Result<SecretBytes, Rejection> {
         unwrap(
             secret_data,
             key_spec,
@@ -469,7 +430,7 @@ mod tests {
     fn unwrap_an_hour_in(
         secret_data: &BTreeMap<String, ByteString>,
         key_spec: KeySpec,
-    ) -> Result<SecretBytes, ImportError> {
+    ) -> Result<SecretBytes, Rejection> {
         unwrap_now(secret_data, key_spec, an_hour_after_issue())
     }
 
@@ -491,7 +452,7 @@ mod tests {
     }
 
     /// Asserts that neither Display nor Debug of `error` holds `bytes` in any common encoding.
-    fn assert_no_bytes(error: &ImportError, bytes: &[u8], what: &str) {
+    fn assert_no_bytes(error: &Rejection, bytes: &[u8], what: &str) {
         let shown = format!("{error} {error:?} {error:#?}");
         for encoding in [
             hex(bytes),
@@ -649,7 +610,7 @@ mod tests {
             .unwrap_err();
             for error in [raw, wrapped] {
                 assert!(
-                    matches!(error, ImportError::InvalidKeyMaterial(_)),
+                    error.code == Code::InvalidKeyMaterial,
                     "{spec} {wrong}: {error}"
                 );
                 let expected = if spec == KeySpec::AliyunAes256 {
@@ -757,11 +718,8 @@ mod tests {
         for (what, ciphertext) in cases {
             let error = unwrap_an_hour_in(&wrapped_data(&ciphertext, token), KeySpec::AliyunAes256)
                 .unwrap_err();
-            assert!(
-                matches!(error, ImportError::InvalidKeyMaterial(_)),
-                "{what}: {error}"
-            );
-            assert_eq!(error.code(), "InvalidKeyMaterial");
+            assert!(error.code == Code::InvalidKeyMaterial, "{what}: {error}");
+            assert_eq!(error.code.as_str(), "InvalidKeyMaterial");
             assert!(
                 error.to_string().contains("RSAES-OAEP with SHA-256"),
                 "{what}: {error}"
@@ -786,10 +744,7 @@ mod tests {
         ] {
             let error = unwrap_an_hour_in(&wrapped_data(&wrapped, token), KeySpec::AliyunAes256)
                 .unwrap_err();
-            assert!(
-                matches!(error, ImportError::InvalidImportToken(_)),
-                "{token:?}: {error}"
-            );
+            assert!(error.code == Code::InvalidImportToken, "{token:?}: {error}");
             if !token.is_empty() {
                 assert!(!error.to_string().contains(token), "{error}");
             }
@@ -806,10 +761,7 @@ mod tests {
             ts("2030-01-01T00:00:00Z"),
         )
         .unwrap_err();
-        assert!(
-            matches!(error, ImportError::InvalidImportToken(_)),
-            "{error}"
-        );
+        assert!(error.code == Code::InvalidImportToken, "{error}");
     }
 
     #[test]
@@ -826,11 +778,8 @@ mod tests {
             "2027-01-01T00:00:00Z",
         ] {
             let error = unwrap_now(&secret, KeySpec::AliyunAes256, ts(now)).unwrap_err();
-            assert!(
-                matches!(error, ImportError::ExpiredImportToken(_)),
-                "{now}: {error}"
-            );
-            assert_eq!(error.reason(), "ExpiredImportToken");
+            assert!(error.code == Code::ExpiredImportToken, "{now}: {error}");
+            assert_eq!(error.code.reason(), "ExpiredImportToken");
             assert!(error.to_string().contains(EXPIRES), "{error}");
             assert_no_bytes(&error, &material, "the material");
         }
@@ -849,10 +798,7 @@ mod tests {
             an_hour_after_issue(),
         )
         .unwrap_err();
-        assert!(
-            matches!(error, ImportError::ExpiredImportToken(_)),
-            "{error}"
-        );
+        assert!(error.code == Code::ExpiredImportToken, "{error}");
     }
 
     #[test]
@@ -882,10 +828,7 @@ mod tests {
         ];
         for (what, parameters, pem) in cases {
             let error = unwrap(&secret, KeySpec::AliyunAes256, parameters, pem, now).unwrap_err();
-            assert!(
-                matches!(error, ImportError::InvalidImportToken(_)),
-                "{what}: {error}"
-            );
+            assert!(error.code == Code::InvalidImportToken, "{what}: {error}");
         }
         // The mirror image: published parameters that are not the held key's.
         let mut mismatched = other_parameters;
@@ -899,10 +842,7 @@ mod tests {
             now,
         )
         .unwrap_err();
-        assert!(
-            matches!(error, ImportError::InvalidImportToken(_)),
-            "{error}"
-        );
+        assert!(error.code == Code::InvalidImportToken, "{error}");
     }
 
     #[test]
@@ -942,10 +882,7 @@ mod tests {
         ];
         for (what, secret, says) in cases {
             let error = unwrap_an_hour_in(&secret, KeySpec::AliyunAes256).unwrap_err();
-            assert!(
-                matches!(error, ImportError::InvalidParameter(_)),
-                "{what}: {error}"
-            );
+            assert!(error.code == Code::InvalidParameter, "{what}: {error}");
             let message = error.to_string();
             assert!(message.starts_with("InvalidParameter: "), "{message}");
             assert!(message.contains(says), "{what}: {message}");
@@ -968,40 +905,8 @@ mod tests {
             KeySpec::EcSm2,
         ] {
             let error = unwrap_an_hour_in(&data(&[(KEY_MATERIAL, &random(32))]), spec).unwrap_err();
-            assert!(
-                matches!(error, ImportError::InvalidParameter(_)),
-                "{spec}: {error}"
-            );
+            assert!(error.code == Code::InvalidParameter, "{spec}: {error}");
             assert!(error.to_string().contains(spec.as_str()), "{error}");
-        }
-    }
-
-    #[test]
-    fn codes_and_reasons() {
-        let cases = [
-            (
-                ImportError::InvalidKeyMaterial("d".into()),
-                "InvalidKeyMaterial",
-            ),
-            (
-                ImportError::InvalidImportToken("d".into()),
-                "InvalidImportToken",
-            ),
-            (
-                ImportError::ExpiredImportToken("d".into()),
-                "ExpiredImportToken",
-            ),
-            (
-                ImportError::InvalidParameter("d".into()),
-                "InvalidParameter",
-            ),
-        ];
-        for (error, code) in cases {
-            assert_eq!(error.code(), code);
-            assert_eq!(error.reason(), code);
-            assert!(error.reason().chars().all(|c| c.is_ascii_alphanumeric()));
-            assert_eq!(error.detail(), "d");
-            assert_eq!(error.to_string(), format!("{code}: d"));
         }
     }
 

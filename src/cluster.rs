@@ -20,7 +20,6 @@ use crate::api::labels;
 use crate::api::{Key, KeySpec};
 use crate::error::Error;
 use crate::plan::{Note, SecretWrite};
-use crate::store::{KEY_SPEC_ANNOTATION, VERSIONS_ANNOTATION};
 
 /// The field manager of every write, and the reporting controller of every event.
 pub const MANAGER: &str = "keyward";
@@ -319,11 +318,8 @@ impl Kube {
             .iter()
             .filter_map(|store| {
                 let annotations = store.metadata.annotations.as_ref()?;
-                let spec = KeySpec::parse(annotations.get(KEY_SPEC_ANNOTATION)?)?;
-                let versions = annotations
-                    .get(VERSIONS_ANNOTATION)?
-                    .parse::<usize>()
-                    .ok()?;
+                let spec = KeySpec::parse(annotations.get(labels::KEY_SPEC)?)?;
+                let versions = annotations.get(labels::VERSIONS)?.parse::<usize>().ok()?;
                 (!spec.is_symmetric()).then_some(versions)
             })
             .sum())

@@ -12,7 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::metrics::Telemetry;
+use crate::runtime::metrics::Telemetry;
 
 /// Binds `addr`; the returned address is the one bound (useful with port 0).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {

@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use crate::api::Key;
-use crate::schedule::parse_kms_time;
+use crate::kms::schedule::parse_kms_time;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
 const BUCKETS: [f64; 11] = [

@@ -2,7 +2,7 @@
 //! documents (JSON, or XML with `--format xml`).
 //!
 //! Thin on purpose: arguments, the API calls and the exit status. The documents are rendered
-//! by `keyward::kms_response`. Secrets are never read.
+//! by `keyward::kms::response`. Secrets are never read.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use keyward::api::key_version::{KeyRef, KeyVersionMetadata, KeyVersionRequest};
 use keyward::api::{Key, KeyVersion};
-use keyward::kms_response::{self, Format, KmsError};
-use keyward::schedule::{Interval, parse_interval};
+use keyward::kms::response::{self, Format, KmsError};
+use keyward::kms::schedule::{Interval, parse_interval};
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, Config, ResourceExt};
@@ -96,21 +96,19 @@ async fn main() -> ExitCode {
     match run(&cli).await {
         Ok(response) => {
             let document = match response {
-                Response::Key(metadata) => {
-                    kms_response::describe_key(&metadata, &request_id, format)
-                }
+                Response::Key(metadata) => response::describe_key(&metadata, &request_id, format),
                 Response::Versions { key_id, versions } => {
-                    kms_response::list_key_versions(&key_id, &versions, &request_id, format)
+                    response::list_key_versions(&key_id, &versions, &request_id, format)
                 }
                 Response::Version(version) => {
-                    kms_response::create_key_version(&version, &request_id, format)
+                    response::create_key_version(&version, &request_id, format)
                 }
             };
             println!("{document}");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            println!("{}", kms_response::error(&error, &request_id, format));
+            println!("{}", response::error(&error, &request_id, format));
             ExitCode::FAILURE
         }
     }
@@ -127,18 +125,18 @@ async fn run(cli: &Cli) -> Result<Response, KmsError> {
     match &cli.command {
         Command::DescribeKey { name } => {
             let key = get_key(&keys, name).await?;
-            let metadata = kms_response::key_metadata(&key)?;
+            let metadata = response::key_metadata(&key)?;
             Ok(Response::Key(Box::new(metadata.clone())))
         }
         Command::ListKeyVersions { name } => {
             let key = get_key(&keys, name).await?;
-            let key_id = kms_response::key_metadata(&key)?.key_id.clone();
+            let key_id = response::key_metadata(&key)?.key_id.clone();
             let versions = key.status.map(|s| s.key_versions).unwrap_or_default();
             Ok(Response::Versions { key_id, versions })
         }
         Command::CreateKeyVersion { name, timeout } => {
             let key = get_key(&keys, name).await?;
-            kms_response::key_version_precheck(&key)?;
+            response::key_version_precheck(&key)?;
             let requests: Api<KeyVersion> = Api::namespaced(client, &namespace);
             create_key_version(&requests, name, *timeout).await
         }
@@ -178,11 +176,11 @@ async fn create_key_version(
     eprintln!("keyversion.keyward.dev/{name} created");
 
     let settled = await_condition(requests.clone(), &name, |request: Option<&KeyVersion>| {
-        request.is_some_and(|r| kms_response::key_version_outcome(r).is_some())
+        request.is_some_and(|r| response::key_version_outcome(r).is_some())
     });
     let wait = Duration::from_secs(timeout.as_secs());
     match tokio::time::timeout(wait, settled).await {
-        Ok(Ok(Some(request))) => match kms_response::key_version_outcome(&request) {
+        Ok(Ok(Some(request))) => match response::key_version_outcome(&request) {
             Some(outcome) => outcome.map(Response::Version),
             None => Err(KmsError::internal(format!(
                 "KeyVersion {name} did not settle"
@@ -203,7 +201,7 @@ async fn create_key_version(
                 _ => String::new(),
             };
             Err(KmsError::new(
-                kms_response::TIMEOUT,
+                response::TIMEOUT,
                 format!("KeyVersion {name} was not answered within {timeout}{state}"),
             ))
         }

@@ -14,22 +14,16 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::api::labels::{self, key_label_value};
+use crate::api::ImportParameters;
+use crate::api::labels::{self, key_label_value, prefix_chars, short_hash};
 use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
-use crate::error::{Code, Rejection};
-use crate::import::ImportParameters;
-use crate::material::{Material, SecretBytes};
-use crate::schedule::{format_kms_time, parse_kms_time};
+use crate::kms::error::{Code, Rejection};
+use crate::kms::material::{Material, SecretBytes};
+use crate::kms::schedule::{format_kms_time, parse_kms_time};
 
 /// The store's entry holding the [`KeyRecord`] (no material in it).
 pub const RECORD_ENTRY: &str = "key.json";
-
-/// Store annotations that let the operator count versions from metadata alone (the limit on
-/// asymmetric versions), without reading any material.
-pub const KEY_SPEC_ANNOTATION: &str = "keyward.dev/key-spec";
-pub const VERSIONS_ANNOTATION: &str = "keyward.dev/versions";
 
 /// What the store records about a key: its identity and creation facts, fixed when the key is
 /// created, and its versions, oldest first.
@@ -96,12 +90,6 @@ pub enum DeletionCause {
     KeyDeleted,
 }
 
-/// Annotation on the consumer Secret: the key's state (its material is there only if Enabled).
-pub const KEY_STATE_ANNOTATION: &str = "keyward.dev/key-state";
-
-/// Annotation on the store: when its material will be destroyed, for `kubectl get -o yaml`.
-pub const DELETE_DATE_ANNOTATION: &str = "keyward.dev/delete-date";
-
 /// One key version (KMS DescribeKeyVersion).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -155,22 +143,6 @@ pub fn store_name(key_name: &str) -> String {
     }
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary (names
-/// from user input may hold any characters).
-pub fn prefix_chars(text: &str, max: usize) -> &str {
-    let mut end = max.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// A short, stable hash for names and labels (not a security boundary).
-pub fn short_hash(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest[..5].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn managed_meta(
     name: String,
     namespace: &str,
@@ -216,11 +188,8 @@ pub fn new_store(
         &record.key_id,
     );
     let annotations = metadata.annotations.get_or_insert_default();
-    annotations.insert(KEY_SPEC_ANNOTATION.into(), record.key_spec.as_str().into());
-    annotations.insert(
-        VERSIONS_ANNOTATION.into(),
-        record.versions.len().to_string(),
-    );
+    annotations.insert(labels::KEY_SPEC.into(), record.key_spec.as_str().into());
+    annotations.insert(labels::VERSIONS.into(), record.versions.len().to_string());
     Secret {
         metadata,
         type_: Some(labels::MATERIAL_SECRET_TYPE.to_string()),
@@ -248,10 +217,11 @@ pub fn with_new_version(
     let mut record = record.clone();
     record.versions.push(version.clone());
     data.insert(RECORD_ENTRY.to_string(), record_bytes(&record));
-    grown.metadata.annotations.get_or_insert_default().insert(
-        VERSIONS_ANNOTATION.into(),
-        record.versions.len().to_string(),
-    );
+    grown
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(labels::VERSIONS.into(), record.versions.len().to_string());
     Some(grown)
 }
 
@@ -266,10 +236,10 @@ pub fn with_record(store: &Secret, record: &KeyRecord) -> Secret {
     let annotations = updated.metadata.annotations.get_or_insert_default();
     match &record.deletion {
         Some(deletion) => {
-            annotations.insert(DELETE_DATE_ANNOTATION.into(), deletion.delete_date.clone());
+            annotations.insert(labels::DELETE_DATE.into(), deletion.delete_date.clone());
         }
         None => {
-            annotations.remove(DELETE_DATE_ANNOTATION);
+            annotations.remove(labels::DELETE_DATE);
         }
     }
     updated
@@ -302,10 +272,11 @@ pub fn with_imported_material(
         format!("{}.key", version.key_version_id),
         ByteString(material.expose().to_vec()),
     );
-    updated.metadata.annotations.get_or_insert_default().insert(
-        VERSIONS_ANNOTATION.into(),
-        record.versions.len().to_string(),
-    );
+    updated
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(labels::VERSIONS.into(), record.versions.len().to_string());
     Some(updated)
 }
 
@@ -324,10 +295,11 @@ pub fn without_unlisted_material(store: &Secret, record: &KeyRecord) -> Secret {
             name == RECORD_ENTRY || name == WRAPPING_KEY_ENTRY || listed.contains(name)
         });
     }
-    updated.metadata.annotations.get_or_insert_default().insert(
-        VERSIONS_ANNOTATION.into(),
-        record.versions.len().to_string(),
-    );
+    updated
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(labels::VERSIONS.into(), record.versions.len().to_string());
     updated
 }
 
@@ -509,7 +481,7 @@ pub fn desired_consumer(
         .extend(ours.labels.unwrap_or_default());
     let annotations = metadata.annotations.get_or_insert_default();
     annotations.extend(ours.annotations.unwrap_or_default());
-    annotations.insert(KEY_STATE_ANNOTATION.into(), state.as_str().into());
+    annotations.insert(labels::KEY_STATE.into(), state.as_str().into());
     // Only an Enabled key's material is served; otherwise the Secret stays, saying why, and
     // gets every version back, unchanged, when the key is enabled again.
     let data = if state == KeyState::Enabled {

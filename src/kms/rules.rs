@@ -5,8 +5,8 @@
 
 use crate::api::key::{KeyRequest, MAX_DESCRIPTION_CHARS};
 use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
-use crate::error::{Code, Rejection, quote};
-use crate::schedule::{Interval, IntervalError, parse_interval};
+use crate::kms::error::{Code, Rejection, quote};
+use crate::kms::schedule::{Interval, IntervalError, parse_interval};
 
 /// The operator settings the rules depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ fn validate_import(
     }
     let expire_time = match source.expire_time.as_deref() {
         None => None,
-        Some(text) => Some(crate::schedule::parse_kms_time(text).ok_or_else(|| {
+        Some(text) => Some(crate::kms::schedule::parse_kms_time(text).ok_or_else(|| {
             Rejection::new(
                 Code::InvalidParameter,
                 format!(
