@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
-use super::{NewVersion, Note, PlanSettings, Readiness, ready_conditions};
+use super::status::{Readiness, ready_conditions};
+use super::{NewVersion, Note, PlanSettings};
 use crate::api::key_version::{KeyVersion, KeyVersionMetadata, KeyVersionStatus};
 use crate::api::{Key, KeyState};
 use crate::kms::error::{Code, Rejection};

@@ -7,11 +7,21 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
 use super::*;
 use crate::api::labels;
-use crate::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
-use crate::kms::material;
-use crate::store::{RECORD_ENTRY, VersionRecord};
+use crate::api::{
+    AutomaticRotation, Key, KeyMetadata, KeyRequest, KeySpec, KeyState, KeyStatus, KeyUsage,
+    Origin, ProtectionLevel,
+};
+use crate::kms::error::{Code, Rejection};
+use crate::kms::material::{self, SecretBytes};
+use crate::kms::rules::RuleSettings;
+
+use crate::store::{self, NewKeyRecord, RECORD_ENTRY, VersionRecord};
 
 const NS: &str = "team-a";
 const NAME: &str = "payments";
