@@ -157,6 +157,18 @@ impl Kube {
         }
     }
 
+    /// Commits a write of a material store with its precondition (create-only, or replace
+    /// only the version it was planned from) and notes it as this process's own, so its watch
+    /// event wakes nothing. `None` when another writer got there first: the caller reads the
+    /// store again and plans anew; whatever it minted for the write is dropped unused.
+    pub async fn commit(&self, write: &SecretWrite) -> Result<Option<Secret>, Error> {
+        let written = match write {
+            SecretWrite::Create(secret) => self.create_once(secret).await?,
+            SecretWrite::Replace(secret) => self.replace_if_unchanged(secret).await?,
+        };
+        Ok(written.map(|secret| self.own_writes.noted(secret)))
+    }
+
     /// Deletes a Secret only if it is the very one that was read (same UID and
     /// resourceVersion): material is never destroyed on a stale view. `false` if it changed or
     /// is gone already.
@@ -358,7 +370,7 @@ impl Kube {
         };
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         if let Err(e) = events.create(&PostParams::default(), &event).await {
-            tracing::warn!(object = %object.name_any(), reason = note.reason, error = %e,
+            tracing::warn!(object = %object.name_any(), reason = note.reason.as_str(), error = %e,
                 "could not record event");
         }
     }

@@ -163,7 +163,9 @@ async fn duplicate_versions(
         if secret.name_any() != store::store_name(key) {
             continue;
         }
-        let record = Store::read(secret, key).expect("a whole store").record;
+        let record = Store::parse(secret.clone(), key)
+            .expect("a whole store")
+            .record;
         let mut ids = HashSet::new();
         for version in &record.versions {
             if !ids.insert(version.key_version_id.clone()) {

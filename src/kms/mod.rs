@@ -6,6 +6,7 @@
 pub mod error;
 pub mod import;
 pub mod material;
+pub mod reason;
 pub mod response;
 pub mod rules;
 pub mod schedule;

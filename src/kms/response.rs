@@ -18,6 +18,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::api::key::KeyVersionEntry;
 use crate::api::key_version::{KeyVersion, KeyVersionMetadata};
 use crate::api::{Key, KeyMetadata};
+use crate::kms::reason::Reason;
 
 /// The output format of a response document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub fn key_version_outcome(request: &KeyVersion) -> Option<Result<KeyVersionMeta
     let status = request.status.as_ref()?;
     let ready = ready(&status.conditions)?;
     match ready.status.as_str() {
-        "True" if ready.reason == "Created" => status.key_version.clone().map(Ok),
+        "True" if ready.reason == Reason::Created => status.key_version.clone().map(Ok),
         "False" if ready.reason.starts_with("Rejected") => {
             Some(Err(KmsError::from_condition_message(&ready.message)
                 .unwrap_or_else(|| {

@@ -8,13 +8,14 @@ use kube::ResourceExt;
 use super::{Note, Observed, SecretWrite};
 use crate::api::{Key, KeyState, labels};
 use crate::kms::error::{Code, Rejection};
+use crate::kms::reason::Reason;
 use crate::store::{self, Store};
 
 /// The consumer Secret write, if any, and the event it deserves. A Secret of that name that
 /// keyward did not create for this Key is a conflict, never overwritten.
 pub(super) fn plan_consumer(
     observed: &Observed<'_>,
-    store: &Store<'_>,
+    store: &Store,
     secret_name: &str,
     state: KeyState,
 ) -> Result<(Option<SecretWrite>, Vec<Note>), Rejection> {
@@ -37,7 +38,7 @@ pub(super) fn plan_consumer(
         Some(existing) if !withdrawn(existing) && state != KeyState::Enabled => {
             let note = Note {
                 warning: false,
-                reason: "MaterialWithdrawn",
+                reason: Reason::MaterialWithdrawn,
                 message: format!(
                     "withdrew the material from Secret {secret_name}: the key is {state}; the \
                      Secret stays, and gets all {versions} version(s) back if the key is enabled"
@@ -48,7 +49,7 @@ pub(super) fn plan_consumer(
         Some(existing) if withdrawn(existing) && state == KeyState::Enabled => {
             let note = Note {
                 warning: false,
-                reason: "MaterialRestored",
+                reason: Reason::MaterialRestored,
                 message: format!(
                     "restored all {versions} version(s) to Secret {secret_name}: the key is Enabled"
                 ),
@@ -67,7 +68,7 @@ pub(super) fn plan_consumer(
         None if published_before => {
             let note = Note {
                 warning: true,
-                reason: "SecretRestored",
+                reason: Reason::SecretRestored,
                 message: format!(
                     "Secret {secret_name} was deleted; rebuilt it from the material store with \
                      all {} version(s)",
@@ -81,7 +82,7 @@ pub(super) fn plan_consumer(
         None => {
             let note = Note {
                 warning: false,
-                reason: "SecretCreated",
+                reason: Reason::SecretCreated,
                 message: format!("published key material in Secret {secret_name}"),
             };
             (Some(SecretWrite::Create(desired)), vec![note])
@@ -101,7 +102,7 @@ pub(super) fn plan_consumer(
             } else {
                 vec![Note {
                     warning: true,
-                    reason: "SecretRestored",
+                    reason: Reason::SecretRestored,
                     message: format!(
                         "Secret {secret_name} differed from the material store (changed outside \
                          keyward); rebuilt it with all {versions} version(s)"

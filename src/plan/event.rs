@@ -1,9 +1,135 @@
-//! The events a plan asks to record.
+//! The events a plan asks to record: each with its reason, named once in
+//! [`crate::kms::reason::Reason`].
 
-/// An event to record on the Key.
+pub use crate::kms::reason::Reason;
+use crate::store::KeyRecord;
+
+/// An event to record on the Key (or on the store, for a deleted Key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
+}
+
+impl Note {
+    /// A Normal event: something keyward did.
+    pub fn done(reason: Reason, message: String) -> Self {
+        Note {
+            warning: false,
+            reason,
+            message,
+        }
+    }
+
+    /// A Warning event: something a person should look at.
+    pub fn warning(reason: Reason, message: String) -> Self {
+        Note {
+            warning: true,
+            reason,
+            message,
+        }
+    }
+}
+
+/// The one event of a new key: its first Secret and first Ready get none of their own.
+pub fn key_created(record: &KeyRecord, secret_name: &str) -> Note {
+    let message = match record.newest_version() {
+        Some(v) => format!(
+            "created key {} ({}) with initial version {}, published in Secret {secret_name}",
+            record.key_id, record.key_spec, v.key_version_id,
+        ),
+        None => format!(
+            "created key {} ({}) awaiting imported key material",
+            record.key_id, record.key_spec
+        ),
+    };
+    Note::done(Reason::KeyCreated, message)
+}
+
+/// A rotation added `version_id`, now the primary version.
+pub fn key_rotated(record: &KeyRecord, version_id: &str) -> Note {
+    Note::done(
+        Reason::KeyRotated,
+        format!(
+            "rotated key {}: version {version_id} is now the primary version",
+            record.key_id
+        ),
+    )
+}
+
+/// New import parameters were written with the key's record.
+pub fn import_parameters_issued(record: &KeyRecord) -> Note {
+    let expires = record
+        .import_parameters
+        .as_ref()
+        .map(|p| p.token_expire_time.as_str())
+        .unwrap_or_default();
+    Note::done(
+        Reason::ImportParametersIssued,
+        format!(
+            "issued import parameters for key {}: wrap the material with \
+             status.importParameters.publicKey and import it before {expires}",
+            record.key_id
+        ),
+    )
+}
+
+/// Imported material became the key's version.
+pub fn material_imported(record: &KeyRecord) -> Note {
+    let version = record.imported.as_ref().map(|i| i.key_version_id.as_str());
+    Note::done(
+        Reason::KeyMaterialImported,
+        format!(
+            "imported key material into key {} as version {}",
+            record.key_id,
+            version.unwrap_or_default()
+        ),
+    )
+}
+
+/// Imported material expired and left the store (DeleteKeyMaterial).
+pub fn material_expired(record: &KeyRecord) -> Note {
+    Note::done(
+        Reason::KeyMaterialExpired,
+        format!(
+            "the imported material of key {} expired and was removed; the key awaits its import \
+             again (the same material only)",
+            record.key_id
+        ),
+    )
+}
+
+/// A Key's scheduled deletion was due and its material destroyed.
+pub fn material_destroyed() -> Note {
+    Note::done(
+        Reason::KeyMaterialDestroyed,
+        "the scheduled deletion was due: destroyed the key's material".to_string(),
+    )
+}
+
+/// A deleted Key's store got its deletion recorded.
+pub fn deleted_key_scheduled(key_name: &str, record: &KeyRecord) -> Note {
+    let delete_date = record.deletion.as_ref().map(|d| d.delete_date.as_str());
+    Note::done(
+        Reason::KeyDeletionScheduled,
+        format!(
+            "Key {key_name} was deleted: key {} is kept until {} and destroyed then; apply the Key \
+             again before then to restore it",
+            record.key_id,
+            delete_date.unwrap_or_default()
+        ),
+    )
+}
+
+/// A deleted Key's material was destroyed after its pending window.
+pub fn deleted_key_destroyed(key_name: &str, record: &KeyRecord) -> Note {
+    Note::done(
+        Reason::KeyMaterialDestroyed,
+        format!(
+            "the pending window of deleted Key {key_name} has passed: destroyed the material of \
+             key {}",
+            record.key_id
+        ),
+    )
 }

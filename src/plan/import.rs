@@ -16,7 +16,7 @@ use crate::store::{ImportedMaterial, KeyRecord, Store, VersionRecord};
 /// expired from its consumer Secret, and looks again when the import token expires.
 pub(super) fn plan_pending_import(
     observed: &Observed<'_>,
-    store: &Store<'_>,
+    store: &Store,
     metadata: KeyMetadata,
     settings: &PlanSettings,
     now: Timestamp,

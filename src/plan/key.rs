@@ -8,11 +8,12 @@ use super::consumer::{consumer_secret_name, plan_consumer, secret_name_conflict}
 use super::import::{plan_external, plan_pending_import};
 use super::lifecycle::{self, LifecycleStep};
 use super::status::{
-    Outcome, READY, Report, converge_status, key_metadata, status_update, version_entries,
+    Outcome, Report, converge_status, key_metadata, status_update, version_entries,
 };
 use super::{FreshIds, NewKey, NewVersion, Observed, Plan, PlanSettings};
 use crate::api::{AutomaticRotation, Key, KeyMetadata, KeyState};
 use crate::kms::error::{Code, Rejection};
+use crate::kms::reason::{READY, Reason};
 use crate::kms::rules::{self, ValidKey};
 use crate::kms::schedule::{self, format_kms_time};
 use crate::store::{self, KeyRecord, NewKeyRecord, Store, VersionRecord};
@@ -72,7 +73,7 @@ pub(super) fn plan_without_store(
 /// The key exists: report it, and publish its material if the spec is valid and unchanged.
 pub(super) fn plan_with_store(
     observed: &Observed<'_>,
-    store: &Store<'_>,
+    store: &Store,
     settings: &PlanSettings,
     now: Timestamp,
     fresh: &FreshIds,
@@ -196,14 +197,14 @@ pub(super) fn plan_with_store(
     // No version in the message: a rotation is its own event, not a change of readiness.
     let (reason, message) = match state {
         KeyState::Disabled => (
-            "KeyDisabled",
+            Reason::KeyDisabled,
             format!(
                 "key {key_id} is Disabled: its material is withdrawn from Secret {secret_name} \
                  until spec.keyState is Enabled again"
             ),
         ),
         KeyState::PendingDeletion => (
-            "KeyPendingDeletion",
+            Reason::KeyPendingDeletion,
             format!(
                 "key {key_id} will be destroyed at {}: its material is withdrawn from Secret \
                  {secret_name}; set spec.keyState to Enabled or Disabled before then to cancel",
@@ -211,7 +212,7 @@ pub(super) fn plan_with_store(
             ),
         ),
         _ => (
-            "KeyReady",
+            Reason::KeyReady,
             format!("key {key_id} is Enabled; its material is in Secret {secret_name}"),
         ),
     };
@@ -268,7 +269,7 @@ pub(super) fn destroyed_as_scheduled(key: &Key, now: Timestamp) -> Option<String
     let already = status
         .conditions
         .iter()
-        .any(|c| c.type_ == READY && c.reason == "KeyDeleted");
+        .any(|c| c.type_ == READY && c.reason == Reason::KeyDeleted);
     let metadata = status.key_metadata.as_ref();
     let due = metadata
         .filter(|m| m.key_state == KeyState::PendingDeletion)
@@ -281,7 +282,7 @@ pub(super) fn destroyed_as_scheduled(key: &Key, now: Timestamp) -> Option<String
     let previous = status
         .conditions
         .iter()
-        .find(|c| c.type_ == READY && c.reason == "KeyDeleted");
+        .find(|c| c.type_ == READY && c.reason == Reason::KeyDeleted);
     Some(match (previous, metadata) {
         (Some(condition), _) => condition.message.clone(),
         (None, Some(m)) => format!(

@@ -14,12 +14,9 @@ use super::{NewVersion, Note, PlanSettings};
 use crate::api::key_version::{KeyVersion, KeyVersionMetadata, KeyVersionStatus};
 use crate::api::{Key, KeyState};
 use crate::kms::error::{Code, Rejection};
+use crate::kms::reason::{READY, Reason};
 use crate::kms::schedule::{format_kms_time, next_rotation, truncate_to_second};
 use crate::store::{KeyRecord, Store, VersionRecord};
-
-/// Ready reasons of a request that is not (or not yet) a rejection.
-pub const CREATED: &str = "Created";
-pub const WAITING_FOR_KEY: &str = "WaitingForKey";
 
 /// What the request reconciler saw.
 pub struct ObservedRequest<'a> {
@@ -52,7 +49,9 @@ pub fn plan_request(
     let request = observed.request;
     let key_name = &request.spec.key_ref.name;
     let uid = request.uid();
-    let store = observed.store.and_then(|s| Store::read(s, key_name).ok());
+    let store = observed
+        .store
+        .and_then(|s| Store::parse(s.clone(), key_name).ok());
 
     // Already done: the store lists the version this request asked for (its status may not
     // have been written if the operator stopped in between), or the status says so.
@@ -100,7 +99,7 @@ pub fn plan_request(
         return report(
             request,
             None,
-            Readiness::waiting(WAITING_FOR_KEY, message),
+            Readiness::waiting(Reason::WaitingForKey, message),
             now,
         );
     };
@@ -203,7 +202,7 @@ fn is_finally_rejected(request: &KeyVersion) -> bool {
         .status
         .iter()
         .flat_map(|s| s.conditions.iter())
-        .find(|c| c.type_ == super::READY);
+        .find(|c| c.type_ == READY);
     ready.is_some_and(|ready| {
         Code::ALL
             .iter()
@@ -216,7 +215,12 @@ fn report_created(request: &KeyVersion, done: KeyVersionMetadata, now: Timestamp
         "version {} of key {} was created at {}",
         done.key_version_id, done.key_id, done.creation_date
     );
-    report(request, Some(done), Readiness::ready(CREATED, message), now)
+    report(
+        request,
+        Some(done),
+        Readiness::ready(Reason::Created, message),
+        now,
+    )
 }
 
 fn report(

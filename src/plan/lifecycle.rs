@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::{Note, PlanSettings};
 use crate::api::KeyState;
 use crate::kms::error::Code;
+use crate::kms::reason::Reason;
 use crate::kms::rules::{DEFAULT_PENDING_WINDOW_DAYS, ValidKey};
 use crate::kms::schedule::{self, Interval, format_kms_time, parse_kms_time};
 use crate::store::{DeletionCause, KeyRecord, ScheduledDeletion};
@@ -64,7 +65,7 @@ pub fn plan_lifecycle(
             cancelled.deletion = None;
             let note = Note {
                 warning: false,
-                reason: "KeyDeletionCancelled",
+                reason: Reason::KeyDeletionCancelled,
                 message: format!(
                     "cancelled the deletion of key {} scheduled for {}; the key is {}",
                     record.key_id, deletion.delete_date, valid.desired_state
@@ -89,7 +90,7 @@ pub fn plan_lifecycle(
             .unwrap_or_default();
         let note = Note {
             warning: false,
-            reason: "KeyDeletionScheduled",
+            reason: Reason::KeyDeletionScheduled,
             message: format!(
                 "key {} will be destroyed at {delete_date}; set spec.keyState to Enabled or \
                  Disabled before then to cancel",

@@ -35,7 +35,7 @@ pub mod status;
 
 pub use consumer::consumer_secret_name;
 pub use event::Note;
-pub use status::{READY, key_metadata};
+pub use status::key_metadata;
 
 /// Operator settings the plan depends on.
 #[derive(Clone, Debug)]
@@ -59,11 +59,12 @@ pub struct PlanSettings {
 /// What the reconciler saw: the Key, its material store and its consumer Secret.
 pub struct Observed<'a> {
     pub key: &'a Key,
-    pub store: Option<&'a Secret>,
+    /// The material store, parsed: whole, or why it cannot be used.
+    pub store: Option<&'a Result<Store, Rejection>>,
     pub consumer: Option<&'a Secret>,
     /// For an EXTERNAL key with spec.keyMaterial set: the material read (and unwrapped) from
     /// the named Secret, or why it cannot be imported.
-    pub import: Option<Result<SecretBytes, Rejection>>,
+    pub import: Option<&'a Result<SecretBytes, Rejection>>,
 }
 
 /// Identifiers for anything the plan may create, drawn by the caller.
@@ -193,19 +194,12 @@ fn plan_key(
 ) -> Plan {
     match observed.store {
         None => plan_without_store(observed, settings, now, fresh),
-        Some(store) => match Store::read(store, &observed.key.name_any()) {
-            Ok(store) => plan_with_store(observed, &store, settings, now, fresh),
-            Err(rejection) => {
-                let previous = previous_metadata(observed.key).cloned();
-                converge_status(
-                    observed.key,
-                    previous,
-                    None,
-                    Outcome::Rejected(rejection),
-                    now,
-                )
-            }
-        },
+        Some(Ok(store)) => plan_with_store(observed, store, settings, now, fresh),
+        Some(Err(rejection)) => {
+            let previous = previous_metadata(observed.key).cloned();
+            let outcome = Outcome::Rejected(rejection.clone());
+            converge_status(observed.key, previous, None, outcome, now)
+        }
     }
 }
 

@@ -9,18 +9,16 @@ use super::{Converge, Note, Plan};
 use crate::api::key::KeyVersionEntry;
 use crate::api::{AutomaticRotation, ImportParameters, Key, KeyMetadata, KeyState, KeyStatus};
 use crate::kms::error::Rejection;
+use crate::kms::reason::{READY, Reason};
 use crate::kms::rules::ValidKey;
 use crate::kms::schedule::{self, format_kms_time};
 use crate::store::KeyRecord;
-
-/// The condition type that kstatus, Argo CD and Flux read.
-pub const READY: &str = "Ready";
 
 /// How the key stands, for the Ready condition.
 pub(super) enum Outcome {
     /// As the spec asks: Enabled, Disabled or PendingDeletion.
     Settled {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
     PendingImport(String),
@@ -130,8 +128,8 @@ pub(super) fn status_update(
     let previous = key.status.as_ref();
     let readiness = match outcome {
         Outcome::Settled { reason, message } => Readiness::ready(reason, message),
-        Outcome::PendingImport(message) => Readiness::waiting("PendingImport", message),
-        Outcome::Deleted(message) => Readiness::waiting("KeyDeleted", message),
+        Outcome::PendingImport(message) => Readiness::waiting(Reason::PendingImport, message),
+        Outcome::Deleted(message) => Readiness::waiting(Reason::KeyDeleted, message),
         Outcome::Rejected(rejection) => Readiness::rejected(&rejection),
     };
     let previous_conditions = previous.map_or(&[][..], |s| s.conditions.as_slice());
@@ -161,13 +159,13 @@ pub(super) fn status_update(
 /// What the Ready condition should say.
 pub(crate) struct Readiness {
     ready: bool,
-    reason: &'static str,
+    reason: Reason,
     message: String,
     warning: bool,
 }
 
 impl Readiness {
-    pub(crate) fn ready(reason: &'static str, message: String) -> Self {
+    pub(crate) fn ready(reason: Reason, message: String) -> Self {
         Readiness {
             ready: true,
             reason,
@@ -177,7 +175,7 @@ impl Readiness {
     }
 
     /// Not ready, and nothing is wrong: waiting for something to happen.
-    pub(crate) fn waiting(reason: &'static str, message: String) -> Self {
+    pub(crate) fn waiting(reason: Reason, message: String) -> Self {
         Readiness {
             ready: false,
             reason,
@@ -189,7 +187,7 @@ impl Readiness {
     pub(crate) fn rejected(rejection: &Rejection) -> Self {
         Readiness {
             ready: false,
-            reason: rejection.code.reason(),
+            reason: Reason::Refused(rejection.code),
             message: rejection.to_string(),
             warning: true,
         }

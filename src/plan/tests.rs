@@ -19,9 +19,10 @@ use crate::api::{
 };
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::{self, SecretBytes};
+use crate::kms::reason::{READY, Reason};
 use crate::kms::rules::RuleSettings;
 
-use crate::store::{self, NewKeyRecord, RECORD_ENTRY, VersionRecord};
+use crate::store::{self, NewKeyRecord, RECORD_ENTRY, Store, VersionRecord};
 
 const NS: &str = "team-a";
 const NAME: &str = "payments";
@@ -81,11 +82,16 @@ fn spec_usage(spec: &str, usage: &str) -> Key {
     })
 }
 
+/// A store as the reconciler hands it to the planner: parsed once.
+fn parsed(store: Option<&Secret>) -> Option<Result<Store, Rejection>> {
+    store.map(|s| Store::parse(s.clone(), NAME))
+}
+
 fn plan_at(key: &Key, store: Option<&Secret>, consumer: Option<&Secret>, now: Timestamp) -> Plan {
     plan(
         &Observed {
             key,
-            store,
+            store: parsed(store).as_ref(),
             consumer,
             import: None,
         },
@@ -299,7 +305,7 @@ fn assert_rejected(converge: &Converge, code: Code) -> KeyStatus {
         converge.notes,
         vec![Note {
             warning: true,
-            reason: code.reason(),
+            reason: Reason::Refused(code),
             message: condition.message.clone(),
         }]
     );
@@ -872,7 +878,7 @@ fn conditions_of_other_types_are_kept() {
 fn restored_note() -> Note {
     Note {
         warning: true,
-        reason: "SecretRestored",
+        reason: Reason::SecretRestored,
         message: format!(
             "Secret {NAME} differed from the material store (changed outside keyward); \
              rebuilt it with all 1 version(s)"
@@ -1051,7 +1057,7 @@ fn deleted_consumer_secret_is_created_again() {
         converge.notes,
         vec![Note {
             warning: true,
-            reason: "SecretRestored",
+            reason: Reason::SecretRestored,
             message: format!(
                 "Secret {NAME} was deleted; rebuilt it from the material store with all 1 version(s)"
             ),
@@ -1358,7 +1364,7 @@ fn external_key_without_material_is_pending_import() {
         converge.notes,
         vec![Note {
             warning: false,
-            reason: "PendingImport",
+            reason: Reason::PendingImport,
             message: message.clone(),
         }]
     );
@@ -1589,9 +1595,10 @@ impl World {
                 key_id: KEY_ID.into(),
                 version_id,
             };
+            let store = parsed(self.store.as_ref());
             let observed = Observed {
                 key: &self.key,
-                store: self.store.as_ref(),
+                store: store.as_ref(),
                 consumer: self.consumer.as_ref(),
                 import: None,
             };
@@ -1696,7 +1703,7 @@ fn rotation_mints_a_version_at_next_rotation_date_truncated_to_the_second() {
     assert_eq!(new.version.requested_by, None);
     assert_eq!(
         new.record,
-        store::Store::read(world.store.as_ref().unwrap(), NAME)
+        store::Store::parse(world.store.clone().unwrap(), NAME)
             .unwrap()
             .record
     );
@@ -1714,7 +1721,7 @@ fn rotation_moves_primary_and_dates_and_keeps_every_version_for_consumers() {
     let Plan::AddVersion(new) = super::plan(
         &Observed {
             key: &world.key,
-            store: world.store.as_ref(),
+            store: parsed(world.store.as_ref()).as_ref(),
             consumer: world.consumer.as_ref(),
             import: None,
         },
@@ -1865,9 +1872,9 @@ fn plan_import(world: &World, import: Option<Result<SecretBytes, Rejection>>) ->
     plan(
         &Observed {
             key: &world.key,
-            store: world.store.as_ref(),
+            store: parsed(world.store.as_ref()).as_ref(),
             consumer: world.consumer.as_ref(),
-            import,
+            import: import.as_ref(),
         },
         &settings(),
         t0(),

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use uuid::Uuid;
 
-use super::{Context, add_version};
+use super::{Context, grown_by_version};
 use crate::api::KeyVersion;
 use crate::error::Error;
 use crate::plan::key_version::{ObservedRequest, RequestPlan, plan_request};
@@ -52,7 +52,13 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                 let Some(current) = store.as_ref() else {
                     continue;
                 };
-                match add_version(&ctx, current, &new_version).await? {
+                // Not noted as this process's own write: its watch event wakes the Key, whose
+                // consumer Secret then serves the new version.
+                let replaced = match grown_by_version(current, &new_version).await? {
+                    Some(grown) => ctx.kube.replace_if_unchanged(&grown).await?,
+                    None => None,
+                };
+                match replaced {
                     Some(replaced) => {
                         tracing::info!(key = %key_name, %namespace,
                             key_id = %new_version.record.key_id, key_version_id = %version_id,

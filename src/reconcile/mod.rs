@@ -307,26 +307,21 @@ async fn log_outcome<T, E: std::fmt::Display>(result: Result<T, E>) {
     }
 }
 
-/// Mints a new version's material and adds it to the store it was planned from. `None` when
-/// the store changed meanwhile (the caller reads it again and re-plans; the material minted
-/// here is dropped unused) or the version id is taken.
-async fn add_version(
-    ctx: &Context,
+/// Mints a new version's material and adds it to the store it was planned from: the store to
+/// write back, conditional on the resourceVersion it was read at (so a store that changed
+/// meanwhile refuses it, and the material minted here is dropped unused). `None` if the
+/// version id is taken.
+async fn grown_by_version(
     current: &Secret,
     new_version: &crate::plan::NewVersion,
 ) -> Result<Option<Secret>, Error> {
     let material = mint(new_version.record.key_spec).await?;
-    let grown = crate::store::with_new_version(
+    Ok(crate::store::with_new_version(
         current,
         &new_version.record,
         &new_version.version,
         &material,
-    );
-    drop(material);
-    match grown {
-        Some(grown) => ctx.kube.replace_if_unchanged(&grown).await,
-        None => Ok(None),
-    }
+    ))
 }
 
 /// Mints material off the async workers: RSA takes hundreds of milliseconds of CPU.

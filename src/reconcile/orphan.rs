@@ -18,7 +18,7 @@ use crate::api::labels;
 use crate::api::{Key, KeyState};
 use crate::error::Error;
 use crate::kms::schedule;
-use crate::plan::Note;
+use crate::plan::event;
 use crate::plan::lifecycle::{self, LifecycleStep};
 use crate::store::{self, Store};
 
@@ -48,28 +48,18 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     };
     // A store that cannot be read is never destroyed: only a recorded date destroys material.
-    let Ok(store) = Store::read(&secret, &key_name) else {
+    let Ok(store) = Store::parse(secret, &key_name) else {
         return Ok(Action::await_change());
     };
     let now = Timestamp::now();
     match lifecycle::plan_orphan(&store.record, &ctx.settings, now) {
         None => {}
         Some(LifecycleStep::Record(record, _)) => {
-            let scheduled = store::with_record(&secret, &record);
+            let scheduled = store::with_record(store.secret(), &record);
             if let Some(written) = ctx.kube.replace_if_unchanged(&scheduled).await? {
-                let delete_date = record.deletion.as_ref().map(|d| d.delete_date.clone());
-                let note = Note {
-                    warning: false,
-                    reason: "KeyDeletionScheduled",
-                    message: format!(
-                        "Key {key_name} was deleted: key {} is kept until {} and destroyed then; \
-                         apply the Key again before then to restore it",
-                        record.key_id,
-                        delete_date.as_deref().unwrap_or_default()
-                    ),
-                };
+                let note = event::deleted_key_scheduled(&key_name, &record);
                 ctx.kube.record(&written, &note).await;
-                let written = Store::read(&written, &key_name).expect("the record just written");
+                let written = Store::parse(written, &key_name).expect("the record just written");
                 withdraw_from_consumers(&ctx, &namespace, &key_name, &written).await?;
             }
             return Ok(Action::requeue(std::time::Duration::from_secs(1)));
@@ -82,19 +72,11 @@ pub async fn reconcile(
                     ctx.kube.delete_if_unchanged(&consumer).await?;
                 }
             }
-            if ctx.kube.delete_if_unchanged(&secret).await? {
+            if ctx.kube.delete_if_unchanged(store.secret()).await? {
                 tracing::info!(key = %key_name, %namespace, key_id = %store.record.key_id,
                     "destroyed a deleted Key's material after its pending window");
-                let note = Note {
-                    warning: false,
-                    reason: "KeyMaterialDestroyed",
-                    message: format!(
-                        "the pending window of deleted Key {key_name} has passed: destroyed the \
-                         material of key {}",
-                        store.record.key_id
-                    ),
-                };
-                ctx.kube.record(&secret, &note).await;
+                let note = event::deleted_key_destroyed(&key_name, &store.record);
+                ctx.kube.record(store.secret(), &note).await;
             }
             return Ok(Action::await_change());
         }
@@ -111,7 +93,7 @@ async fn withdraw_from_consumers(
     ctx: &Context,
     namespace: &str,
     key_name: &str,
-    store: &Store<'_>,
+    store: &Store,
 ) -> Result<(), Error> {
     for name in ctx.kube.consumer_secrets_of(namespace, key_name).await? {
         let Some(consumer) = ctx.kube.get_secret(namespace, &name).await? else {

@@ -332,10 +332,11 @@ fn material_entries(version_id: &str, material: &Material) -> Vec<(String, ByteS
     }
 }
 
-/// A store read back from the cluster and checked to be whole.
-pub struct Store<'a> {
+/// A store read back from the cluster, checked to be whole and its record parsed: once per
+/// read, and handed on as this typed value.
+pub struct Store {
     pub record: KeyRecord,
-    secret: &'a Secret,
+    secret: Secret,
 }
 
 /// Checks that `secret` is the store of Key `key_name` and that every version it lists has its
@@ -387,17 +388,28 @@ fn read_record(secret: &Secret, key_name: &str) -> Result<KeyRecord, Rejection> 
     Ok(record)
 }
 
-impl<'a> Store<'a> {
-    /// Reads the store of Key `key_name`; a store that is not whole is a rejection, never a
+impl Store {
+    /// Parses the store of Key `key_name`; a store that is not whole is a rejection, never a
     /// reason to mint again.
-    pub fn read(secret: &'a Secret, key_name: &str) -> Result<Self, Rejection> {
+    pub fn parse(secret: Secret, key_name: &str) -> Result<Self, Rejection> {
         Ok(Store {
-            record: read_record(secret, key_name)?,
+            record: read_record(&secret, key_name)?,
             secret,
         })
     }
 
-    fn entry(&self, name: &str) -> Option<&'a ByteString> {
+    /// The Secret as read: what a write of the store is made from (its resourceVersion is the
+    /// write's precondition).
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// An EXTERNAL key's wrapping private key (PKCS#8 PEM), once import parameters were issued.
+    pub fn wrapping_key(&self) -> Option<&[u8]> {
+        self.entry(WRAPPING_KEY_ENTRY).map(|b| b.0.as_slice())
+    }
+
+    fn entry(&self, name: &str) -> Option<&ByteString> {
         self.secret.data.as_ref().and_then(|d| d.get(name))
     }
 
@@ -462,7 +474,7 @@ pub fn desired_consumer(
     namespace: &str,
     secret_name: &str,
     key_name: &str,
-    store: &Store<'_>,
+    store: &Store,
     state: KeyState,
 ) -> Secret {
     let ours = managed_meta(

@@ -12,9 +12,10 @@ use crate::api::key_version::{KeyRef, KeyVersionRequest};
 use crate::api::labels;
 use crate::api::{KeyRequest, KeySpec, KeyUsage, Origin, ProtectionLevel};
 use crate::kms::material;
+use crate::kms::reason::{READY, Reason};
 use crate::kms::rules::{self, RuleSettings};
 use crate::kms::schedule::Interval;
-use crate::plan::{FreshIds, Observed, Plan, READY};
+use crate::plan::{FreshIds, Observed, Plan};
 use crate::store::{self, NewKeyRecord, RECORD_ENTRY};
 
 const NS: &str = "team-a";
@@ -212,14 +213,16 @@ impl World {
     /// The store's record, read as the planner reads it.
     fn record(&self) -> KeyRecord {
         let secret = self.store.as_ref().expect("a store Secret");
-        Store::read(secret, KEY_NAME)
+        Store::parse(secret.clone(), KEY_NAME)
             .map(|s| s.record)
             .expect("a readable store")
     }
 
     fn record_if_readable(&self) -> Option<KeyRecord> {
         let secret = self.store.as_ref()?;
-        Store::read(secret, KEY_NAME).ok().map(|s| s.record)
+        Store::parse(secret.clone(), KEY_NAME)
+            .ok()
+            .map(|s| s.record)
     }
 
     /// Carries out an AddVersion as the reconciler does: mint, grow the store, write it back
@@ -332,7 +335,7 @@ fn created_status(version_id: &str, creation_date: &str, since: &str) -> KeyVers
         key_version: Some(response(version_id, creation_date)),
         conditions: vec![ready_condition(
             "True",
-            CREATED,
+            Reason::Created.as_str(),
             &created_message(version_id, creation_date),
             since,
         )],
@@ -343,7 +346,7 @@ fn created_status(version_id: &str, creation_date: &str, since: &str) -> KeyVers
 fn created_note(version_id: &str, creation_date: &str) -> Note {
     Note {
         warning: false,
-        reason: CREATED,
+        reason: Reason::Created,
         message: created_message(version_id, creation_date),
     }
 }
@@ -359,7 +362,7 @@ fn rejected_status(code: Code, message: &str, since: &str) -> KeyVersionStatus {
 fn rejected_note(code: Code, message: &str) -> Note {
     Note {
         warning: true,
-        reason: code.reason(),
+        reason: Reason::Refused(code),
         message: message.into(),
     }
 }
@@ -375,7 +378,12 @@ fn rejected(code: Code, message: &str, since: &str) -> Reported {
 fn waiting_status(message: &str, since: &str) -> KeyVersionStatus {
     KeyVersionStatus {
         key_version: None,
-        conditions: vec![ready_condition("False", WAITING_FOR_KEY, message, since)],
+        conditions: vec![ready_condition(
+            "False",
+            Reason::WaitingForKey.as_str(),
+            message,
+            since,
+        )],
         observed_generation: Some(1),
     }
 }
@@ -383,7 +391,7 @@ fn waiting_status(message: &str, since: &str) -> KeyVersionStatus {
 fn waiting_note(message: &str) -> Note {
     Note {
         warning: false,
-        reason: WAITING_FOR_KEY,
+        reason: Reason::WaitingForKey,
         message: message.into(),
     }
 }
@@ -699,7 +707,7 @@ fn asymmetric_key_awaiting_import_is_rejected_pending_import() {
     assert_eq!(refused.code, Code::UnsupportedOperation);
     assert_eq!(
         crate::plan::lifecycle::key_state(
-            &Store::read(&pending_import_store(KeySpec::EcP256), KEY_NAME)
+            &Store::parse(pending_import_store(KeySpec::EcP256), KEY_NAME)
                 .unwrap()
                 .record,
             Some(KeyState::Enabled)
@@ -1196,7 +1204,12 @@ fn conditions_of_other_types_are_kept() {
         status.conditions,
         vec![
             other,
-            ready_condition("False", WAITING_FOR_KEY, &waiting_to_exist(), NOW_KMS),
+            ready_condition(
+                "False",
+                Reason::WaitingForKey.as_str(),
+                &waiting_to_exist(),
+                NOW_KMS
+            ),
         ]
     );
     assert_eq!(world.reconcile(later(), FRESH_ID), nothing_to_write());
