@@ -11,7 +11,7 @@ use super::status::{
     Outcome, Report, converge_status, key_metadata, status_update, version_entries,
 };
 use super::{FreshIds, NewKey, NewVersion, Observed, Plan, PlanSettings};
-use crate::api::{AutomaticRotation, Key, KeyMetadata, KeyState};
+use crate::api::{Key, KeyMetadata, KeyState};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::reason::{READY, Reason};
 use crate::kms::rules::{self, ValidKey};
@@ -70,6 +70,67 @@ pub(super) fn plan_without_store(
     Plan::CreateKey(new_key(&valid, settings, now, fresh))
 }
 
+/// A key that exists and whose spec is usable: what each check of [`plan_with_store`] reads.
+struct Existing<'a> {
+    observed: &'a Observed<'a>,
+    store: &'a Store,
+    valid: ValidKey,
+    settings: &'a PlanSettings,
+    now: Timestamp,
+    fresh: &'a FreshIds,
+}
+
+impl Existing<'_> {
+    fn key(&self) -> &Key {
+        self.observed.key
+    }
+
+    fn record(&self) -> &KeyRecord {
+        &self.store.record
+    }
+
+    fn metadata(&self) -> KeyMetadata {
+        key_metadata(self.record(), Some(&self.valid))
+    }
+
+    /// Refuses what the spec asks, while still reporting the key as it is.
+    fn refuse(&self, rejection: Rejection) -> Plan {
+        let outcome = Outcome::Rejected(rejection);
+        converge_status(
+            self.key(),
+            Some(self.metadata()),
+            Some(self.record()),
+            outcome,
+            self.now,
+        )
+    }
+
+    /// When the key rotates next, if it rotates (Enabled, with rotation on).
+    fn next_rotation(&self) -> Option<Timestamp> {
+        let interval = self.valid.rotation?;
+        let enabled = lifecycle::key_state(self.record(), Some(self.valid.desired_state))
+            == KeyState::Enabled;
+        let last = self.record().last_rotation()?;
+        enabled
+            .then(|| schedule::next_rotation(last, interval))
+            .flatten()
+    }
+}
+
+/// One check of an existing key: a plan that settles this pass, or `None` to ask the next.
+type Check = fn(&Existing<'_>) -> Option<Plan>;
+
+/// The checks of an existing key, in order; the first with a plan wins, and a key that passes
+/// them all converges on its spec ([`settled`]).
+const CHECKS: [Check; 6] = [
+    held_by_deletion_protection,
+    lifecycle_step,
+    deletion_refused_by_protection,
+    rotation_due,
+    external_step,
+    awaiting_import,
+];
+
 /// The key exists: report it, and publish its material if the spec is valid and unchanged.
 pub(super) fn plan_with_store(
     observed: &Observed<'_>,
@@ -90,112 +151,176 @@ pub(super) fn plan_with_store(
                 Some(m) if m.key_id == record.key_id => m.clone(),
                 _ => key_metadata(record, None),
             };
-            return converge_status(
-                key,
-                Some(metadata),
-                Some(record),
-                Outcome::Rejected(rejection),
-                now,
-            );
-        }
-    };
-
-    if key.metadata.deletion_timestamp.is_some() && valid.deletion_protection {
-        let rejection = Rejection::new(
-            Code::DeletionProtected,
-            format!(
-                "deleting this Key is held because spec.deletionProtection is true; set it to \
-                 false to let the deletion proceed (key {} then enters PendingDeletion for \
-                 {} days before its material is destroyed)",
-                record.key_id, valid.pending_window_days
-            ),
-        );
-        return refuse(key, record, &valid, rejection, now);
-    }
-    if let Some(step) = lifecycle::plan_lifecycle(record, &valid, settings, now) {
-        return match step {
-            LifecycleStep::Record(record, note) => Plan::UpdateRecord(record, note),
-            LifecycleStep::Destroy => Plan::Destroy,
-        };
-    }
-    if valid.desired_state == KeyState::PendingDeletion && record.deletion.is_none() {
-        let rejection = Rejection::new(
-            Code::DeletionProtected,
-            format!(
-                "spec.keyState PendingDeletion is refused: key {} has spec.deletionProtection \
-                 true; turn deletion protection off first, or set spec.keyState back to Enabled",
-                record.key_id
-            ),
-        );
-        return refuse(key, record, &valid, rejection, now);
-    }
-
-    let metadata = key_metadata(record, Some(&valid));
-    let next_rotation = metadata
-        .next_rotation_date
-        .as_deref()
-        .and_then(schedule::parse_kms_time);
-    let rotates = metadata.automatic_rotation == AutomaticRotation::Enabled;
-    if rotates
-        && let Some(due) = next_rotation
-        && schedule::is_due(now, due)
-    {
-        // Due once, however long ago: a rotation after downtime starts the schedule anew from
-        // now, it does not catch up interval by interval.
-        let version = VersionRecord {
-            key_version_id: fresh.version_id.clone(),
-            creation_date: format_kms_time(now),
-            requested_by: None,
-        };
-        return Plan::AddVersion(NewVersion {
-            record: record.clone(),
-            version,
-        });
-    }
-    match plan_external(observed, record, &valid, now, fresh) {
-        Ok(Some(plan)) => return plan,
-        Ok(None) => {}
-        Err(rejection) if metadata.key_state == KeyState::PendingImport => {
             let outcome = Outcome::Rejected(rejection);
-            return plan_pending_import(observed, store, metadata, settings, now, outcome);
-        }
-        Err(rejection) => {
-            return converge_status(
-                key,
-                Some(metadata),
-                Some(record),
-                Outcome::Rejected(rejection),
-                now,
-            );
-        }
-    }
-    let state = metadata.key_state;
-    if state == KeyState::PendingImport {
-        let message = format!(
-            "key {} has origin EXTERNAL and no material: import key material (spec.keyMaterial, \
-             wrapped with status.importParameters.publicKey) to enable it",
-            record.key_id
-        );
-        let outcome = Outcome::PendingImport(message);
-        return plan_pending_import(observed, store, metadata, settings, now, outcome);
-    }
-
-    let secret_name = consumer_secret_name(key);
-    let (consumer, mut notes) = match plan_consumer(observed, store, &secret_name, state) {
-        Ok(planned) => planned,
-        Err(rejection) => {
-            return converge_status(
-                key,
-                Some(metadata),
-                Some(record),
-                Outcome::Rejected(rejection),
-                now,
-            );
+            return converge_status(key, Some(metadata), Some(record), outcome, now);
         }
     };
+    let existing = Existing {
+        observed,
+        store,
+        valid,
+        settings,
+        now,
+        fresh,
+    };
+    CHECKS
+        .iter()
+        .find_map(|check| check(&existing))
+        .unwrap_or_else(|| settled(&existing))
+}
+
+/// A protected Key's deletion is held by its finalizer, and says why.
+fn held_by_deletion_protection(existing: &Existing<'_>) -> Option<Plan> {
+    let deleting = existing.key().metadata.deletion_timestamp.is_some();
+    if !(deleting && existing.valid.deletion_protection) {
+        return None;
+    }
+    Some(existing.refuse(Rejection::new(
+        Code::DeletionProtected,
+        format!(
+            "deleting this Key is held because spec.deletionProtection is true; set it to false \
+             to let the deletion proceed (key {} then enters PendingDeletion for {} days before \
+             its material is destroyed)",
+            existing.record().key_id,
+            existing.valid.pending_window_days
+        ),
+    )))
+}
+
+/// A deletion to schedule, cancel or carry out, or the pending window to record.
+fn lifecycle_step(existing: &Existing<'_>) -> Option<Plan> {
+    let step = lifecycle::plan_lifecycle(
+        existing.record(),
+        &existing.valid,
+        existing.settings,
+        existing.now,
+    )?;
+    Some(match step {
+        LifecycleStep::Record(record, note) => Plan::UpdateRecord(record, note),
+        LifecycleStep::Destroy => Plan::Destroy,
+    })
+}
+
+/// `keyState: PendingDeletion` that the lifecycle did not schedule: deletion protection holds it.
+fn deletion_refused_by_protection(existing: &Existing<'_>) -> Option<Plan> {
+    let asked = existing.valid.desired_state == KeyState::PendingDeletion;
+    if !(asked && existing.record().deletion.is_none()) {
+        return None;
+    }
+    Some(existing.refuse(Rejection::new(
+        Code::DeletionProtected,
+        format!(
+            "spec.keyState PendingDeletion is refused: key {} has spec.deletionProtection true; \
+             turn deletion protection off first, or set spec.keyState back to Enabled",
+            existing.record().key_id
+        ),
+    )))
+}
+
+/// A rotation is due: once, however long ago (after downtime the schedule starts anew from
+/// now; it does not catch up interval by interval).
+fn rotation_due(existing: &Existing<'_>) -> Option<Plan> {
+    let due = existing.next_rotation()?;
+    if !schedule::is_due(existing.now, due) {
+        return None;
+    }
+    let version = VersionRecord {
+        key_version_id: existing.fresh.version_id.clone(),
+        creation_date: format_kms_time(existing.now),
+        requested_by: None,
+    };
+    Some(Plan::AddVersion(NewVersion {
+        record: existing.record().clone(),
+        version,
+    }))
+}
+
+/// An EXTERNAL key's import step, or why its import is refused.
+fn external_step(existing: &Existing<'_>) -> Option<Plan> {
+    let (observed, record, now) = (existing.observed, existing.record(), existing.now);
+    match plan_external(observed, record, &existing.valid, now, existing.fresh) {
+        Ok(plan) => plan,
+        Err(rejection) => {
+            let metadata = existing.metadata();
+            if metadata.key_state != KeyState::PendingImport {
+                return Some(existing.refuse(rejection));
+            }
+            let outcome = Outcome::Rejected(rejection);
+            let settings = existing.settings;
+            let store = existing.store;
+            Some(plan_pending_import(
+                observed, store, metadata, settings, now, outcome,
+            ))
+        }
+    }
+}
+
+/// An EXTERNAL key without material reports how to import it.
+fn awaiting_import(existing: &Existing<'_>) -> Option<Plan> {
+    let metadata = existing.metadata();
+    if metadata.key_state != KeyState::PendingImport {
+        return None;
+    }
+    let message = format!(
+        "key {} has origin EXTERNAL and no material: import key material (spec.keyMaterial, \
+         wrapped with status.importParameters.publicKey) to enable it",
+        existing.record().key_id
+    );
+    let (observed, store, settings) = (existing.observed, existing.store, existing.settings);
+    let outcome = Outcome::PendingImport(message);
+    Some(plan_pending_import(
+        observed,
+        store,
+        metadata,
+        settings,
+        existing.now,
+        outcome,
+    ))
+}
+
+/// The key is as its spec asks: its consumer Secret and status follow, and it is looked at
+/// again when its next rotation, deletion or material expiry falls due.
+fn settled(existing: &Existing<'_>) -> Plan {
+    let (key, record, now) = (existing.key(), existing.record(), existing.now);
+    let metadata = existing.metadata();
+    let state = metadata.key_state;
+    let secret_name = consumer_secret_name(key);
+    let (consumer, mut notes) =
+        match plan_consumer(existing.observed, existing.store, &secret_name, state) {
+            Ok(planned) => planned,
+            Err(rejection) => return existing.refuse(rejection),
+        };
+    let outcome = settled_outcome(record, &metadata, &secret_name);
+    let report = Report {
+        metadata: Some(metadata),
+        versions: version_entries(record),
+        secret_name: Some(secret_name),
+        import_parameters: None,
+    };
+    let mut converge = status_update(key, report, outcome, now);
+    converge.consumer = consumer;
+    notes.append(&mut converge.notes);
+    converge.notes = notes;
+    let expiry = record
+        .imported
+        .as_ref()
+        .and_then(|i| i.expire_time.as_deref())
+        .and_then(schedule::parse_kms_time);
+    let delete_due = record.deletion.as_ref().and_then(lifecycle::due_time);
+    let due = [existing.next_rotation(), delete_due, expiry]
+        .into_iter()
+        .flatten()
+        .min();
+    let max_requeue = existing.settings.max_requeue;
+    converge.requeue_after = due.map(|due| schedule::requeue_delay(now, due, max_requeue));
+    Plan::Converge(Box::new(converge))
+}
+
+/// What the Ready condition says of a key as its spec asks. No version in the message: a
+/// rotation is its own event, not a change of readiness.
+fn settled_outcome(record: &KeyRecord, metadata: &KeyMetadata, secret_name: &str) -> Outcome {
     let key_id = &record.key_id;
-    // No version in the message: a rotation is its own event, not a change of readiness.
-    let (reason, message) = match state {
+    let (reason, message) = match metadata.key_state {
         KeyState::Disabled => (
             Reason::KeyDisabled,
             format!(
@@ -216,50 +341,7 @@ pub(super) fn plan_with_store(
             format!("key {key_id} is Enabled; its material is in Secret {secret_name}"),
         ),
     };
-    let delete_due = record.deletion.as_ref().and_then(lifecycle::due_time);
-    let report = Report {
-        metadata: Some(metadata),
-        versions: version_entries(record),
-        secret_name: Some(secret_name),
-        import_parameters: None,
-    };
-    let mut converge = status_update(key, report, Outcome::Settled { reason, message }, now);
-    converge.consumer = consumer;
-    notes.append(&mut converge.notes);
-    converge.notes = notes;
-    let expiry = record
-        .imported
-        .as_ref()
-        .and_then(|i| i.expire_time.as_deref())
-        .and_then(schedule::parse_kms_time);
-    let due = [
-        if rotates { next_rotation } else { None },
-        delete_due,
-        expiry,
-    ]
-    .into_iter()
-    .flatten()
-    .min();
-    converge.requeue_after = due.map(|due| schedule::requeue_delay(now, due, settings.max_requeue));
-    Plan::Converge(Box::new(converge))
-}
-
-/// Refuses what the spec asks, while still reporting the key as it is.
-pub(super) fn refuse(
-    key: &Key,
-    record: &KeyRecord,
-    valid: &ValidKey,
-    rejection: Rejection,
-    now: Timestamp,
-) -> Plan {
-    let metadata = key_metadata(record, Some(valid));
-    converge_status(
-        key,
-        Some(metadata),
-        Some(record),
-        Outcome::Rejected(rejection),
-        now,
-    )
+    Outcome::Settled { reason, message }
 }
 
 /// Whether the key this Key reported was destroyed as scheduled (its store is gone after its
