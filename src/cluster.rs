@@ -47,6 +47,19 @@ pub async fn client() -> Result<Client, kube::Error> {
     Client::try_from(config)
 }
 
+/// A handle on the namespaced resources of kind `K`: in `namespace`, or in every namespace.
+/// Handles are made only here, so that every call to the API server is in this module.
+pub fn api<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    }
+}
+
 /// Largest event note the events.k8s.io/v1 API accepts, in bytes.
 const MAX_NOTE_BYTES: usize = 1024;
 

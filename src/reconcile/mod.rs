@@ -83,10 +83,7 @@ impl Scope {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         K::DynamicType: Default,
     {
-        match &self.namespace {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::all(client),
-        }
+        crate::cluster::api(client, self.namespace.as_deref())
     }
 }
 

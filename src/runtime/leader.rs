@@ -111,7 +111,7 @@ pub struct Candidate {
 impl Candidate {
     pub fn new(client: Client, config: LeaseConfig) -> Self {
         Candidate {
-            api: Api::namespaced(client, &config.namespace),
+            api: crate::cluster::api(client, Some(&config.namespace)),
             config,
         }
     }
