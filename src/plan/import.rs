@@ -69,56 +69,71 @@ pub(super) fn plan_external(
     if record.origin != Origin::External {
         return Ok(None);
     }
-    let expire_time = valid.import.as_ref().and_then(|i| i.expire_time);
-    if !record.versions.is_empty() {
-        let expired = record
-            .imported
-            .as_ref()
-            .and_then(|i| i.expire_time.as_deref());
-        if expired
-            .and_then(schedule::parse_kms_time)
-            .is_some_and(|t| schedule::is_due(now, t))
-        {
-            let mut removed = record.clone();
-            removed.versions.clear();
-            return Ok(Some(Plan::RemoveMaterial(Box::new(removed))));
-        }
-        // Material that cannot be read any more (its Secret deleted once imported, its token
-        // expired) is no change; other material that can be is refused: it never replaces the
-        // material a key was imported with.
-        if let (Some(Ok(material)), Some(previous)) = (&observed.import, &record.imported)
-            && crate::kms::import::fingerprint(material.expose()) != previous.fingerprint
-        {
-            return Err(other_material(record, &previous.key_version_id));
-        }
-        // The expiry time follows the spec while the material is there; a time already past
-        // is refused rather than taking the key out of service at once.
-        if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t))
-            && record.imported.as_ref().and_then(|i| i.expire_time.clone())
-                != Some(format_kms_time(at))
-        {
-            return Err(Rejection::new(
-                Code::InvalidParameter,
-                format!(
-                    "spec.keyMaterial.expireTime {} has passed; set a later time, or remove it \
-                     for material that does not expire",
-                    format_kms_time(at)
-                ),
-            ));
-        }
-        let wanted = expire_time.map(format_kms_time);
-        if let Some(imported) = &record.imported
-            && valid.import.is_some()
-            && imported.expire_time != wanted
-        {
-            let mut updated = record.clone();
-            if let Some(i) = updated.imported.as_mut() {
-                i.expire_time = wanted;
-            }
-            return Ok(Some(Plan::UpdateRecord(Box::new(updated), None)));
-        }
-        return Ok(None);
+    match record.versions.is_empty() {
+        false => plan_imported(observed, record, valid, now),
+        true => plan_awaiting_material(observed, record, valid, now, fresh),
     }
+}
+
+/// A key with imported material: removed when it expires, other material refused, and the
+/// expiry time following the spec.
+fn plan_imported(
+    observed: &Observed<'_>,
+    record: &KeyRecord,
+    valid: &ValidKey,
+    now: Timestamp,
+) -> Result<Option<Plan>, Rejection> {
+    let expire_time = valid.import.as_ref().and_then(|i| i.expire_time);
+    let expired = record
+        .imported
+        .as_ref()
+        .and_then(|i| i.expire_time.as_deref());
+    if expired
+        .and_then(schedule::parse_kms_time)
+        .is_some_and(|t| schedule::is_due(now, t))
+    {
+        let mut removed = record.clone();
+        removed.versions.clear();
+        return Ok(Some(Plan::RemoveMaterial(Box::new(removed))));
+    }
+    // Material that cannot be read any more (its Secret deleted once imported, its token
+    // expired) is no change; other material that can be is refused: it never replaces the
+    // material a key was imported with.
+    if let (Some(Ok(material)), Some(previous)) = (&observed.import, &record.imported)
+        && crate::kms::import::fingerprint(material.expose()) != previous.fingerprint
+    {
+        return Err(other_material(record, &previous.key_version_id));
+    }
+    // The expiry time follows the spec while the material is there; a time already past
+    // is refused rather than taking the key out of service at once.
+    if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t))
+        && record.imported.as_ref().and_then(|i| i.expire_time.clone()) != Some(format_kms_time(at))
+    {
+        return Err(expire_time_passed(at));
+    }
+    let wanted = expire_time.map(format_kms_time);
+    if let Some(imported) = &record.imported
+        && valid.import.is_some()
+        && imported.expire_time != wanted
+    {
+        let mut updated = record.clone();
+        if let Some(i) = updated.imported.as_mut() {
+            i.expire_time = wanted;
+        }
+        return Ok(Some(Plan::UpdateRecord(Box::new(updated), None)));
+    }
+    Ok(None)
+}
+
+/// A key awaiting material: parameters issued (again, once their token expired), then the
+/// material spec.keyMaterial names imported, if it can be.
+fn plan_awaiting_material(
+    observed: &Observed<'_>,
+    record: &KeyRecord,
+    valid: &ValidKey,
+    now: Timestamp,
+    fresh: &FreshIds,
+) -> Result<Option<Plan>, Rejection> {
     // Parameters first: an import is only tried against parameters that are still valid.
     let token_expired = record.import_parameters.as_ref().is_none_or(|p| {
         schedule::parse_kms_time(&p.token_expire_time).is_none_or(|t| schedule::is_due(now, t))
@@ -126,50 +141,54 @@ pub(super) fn plan_external(
     if token_expired {
         return Ok(Some(Plan::IssueImportParameters));
     }
-    match observed.import.as_ref() {
+    let material = match observed.import {
+        None => return Ok(None),
         Some(Err(rejection)) => return Err(rejection.clone()),
-        Some(Ok(material)) => {
-            let fingerprint = crate::kms::import::fingerprint(material.expose());
-            if let Some(previous) = &record.imported
-                && previous.fingerprint != fingerprint
-            {
-                return Err(other_material(record, &previous.key_version_id));
-            }
-            if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t)) {
-                return Err(Rejection::new(
-                    Code::InvalidParameter,
-                    format!(
-                        "spec.keyMaterial.expireTime {} has passed; set a later time, or remove \
-                         it for material that does not expire",
-                        format_kms_time(at)
-                    ),
-                ));
-            }
-            // The same material again takes its version back; new material gets a new one.
-            let (version_id, created) = match &record.imported {
-                Some(previous) => (
-                    previous.key_version_id.clone(),
-                    previous.creation_date.clone(),
-                ),
-                None => (fresh.version_id.clone(), format_kms_time(now)),
-            };
-            let mut imported = record.clone();
-            imported.versions = vec![VersionRecord {
-                key_version_id: version_id.clone(),
-                creation_date: created.clone(),
-                requested_by: None,
-            }];
-            imported.imported = Some(ImportedMaterial {
-                key_version_id: version_id,
-                creation_date: created,
-                fingerprint,
-                expire_time: expire_time.map(format_kms_time),
-            });
-            // The parameters stay until their token expires: the same wrapped Secret can
-            // import the same material again after it expired.
-            return Ok(Some(Plan::ImportMaterial(Box::new(imported))));
-        }
-        None => {}
+        Some(Ok(material)) => material,
+    };
+    let fingerprint = crate::kms::import::fingerprint(material.expose());
+    if let Some(previous) = &record.imported
+        && previous.fingerprint != fingerprint
+    {
+        return Err(other_material(record, &previous.key_version_id));
     }
-    Ok(None)
+    let expire_time = valid.import.as_ref().and_then(|i| i.expire_time);
+    if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t)) {
+        return Err(expire_time_passed(at));
+    }
+    // The same material again takes its version back; new material gets a new one.
+    let (version_id, created) = match &record.imported {
+        Some(previous) => (
+            previous.key_version_id.clone(),
+            previous.creation_date.clone(),
+        ),
+        None => (fresh.version_id.clone(), format_kms_time(now)),
+    };
+    let mut imported = record.clone();
+    imported.versions = vec![VersionRecord {
+        key_version_id: version_id.clone(),
+        creation_date: created.clone(),
+        requested_by: None,
+    }];
+    imported.imported = Some(ImportedMaterial {
+        key_version_id: version_id,
+        creation_date: created,
+        fingerprint,
+        expire_time: expire_time.map(format_kms_time),
+    });
+    // The parameters stay until their token expires: the same wrapped Secret can import the
+    // same material again after it expired.
+    Ok(Some(Plan::ImportMaterial(Box::new(imported))))
+}
+
+/// The refusal of a spec.keyMaterial.expireTime that has passed.
+fn expire_time_passed(at: Timestamp) -> Rejection {
+    Rejection::new(
+        Code::InvalidParameter,
+        format!(
+            "spec.keyMaterial.expireTime {} has passed; set a later time, or remove it for \
+             material that does not expire",
+            format_kms_time(at)
+        ),
+    )
 }
