@@ -132,6 +132,47 @@ pub fn requeue_delay(
     std::time::Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX)).min(max)
 }
 
+/// Serde for times kept in the KMS format: written as [`format_kms_time`], read as
+/// [`parse_kms_time`]. A text that is not a time is an error, so a record holding one is
+/// unreadable as a whole (and never taken for a time it does not say).
+pub mod kms_time {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_kms_time(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_kms_time(&text).ok_or_else(|| D::Error::custom("not a UTC time"))
+    }
+
+    /// The same for an optional time.
+    pub mod option {
+        use jiff::Timestamp;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            at: &Option<Timestamp>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => super::serialize(at, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Timestamp>, D::Error> {
+            #[derive(Deserialize)]
+            struct Time(#[serde(with = "super")] Timestamp);
+            Ok(Option::<Time>::deserialize(deserializer)?.map(|Time(at)| at))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! [`crate::kms::reason::Reason`].
 
 pub use crate::kms::reason::Reason;
+use crate::kms::schedule::format_kms_time;
 use crate::store::KeyRecord;
 
 /// An event to record on the Key (or on the store, for a deleted Key).
@@ -110,7 +111,10 @@ pub fn material_destroyed() -> Note {
 
 /// A deleted Key's store got its deletion recorded.
 pub fn deleted_key_scheduled(key_name: &str, record: &KeyRecord) -> Note {
-    let delete_date = record.deletion.as_ref().map(|d| d.delete_date.as_str());
+    let delete_date = record
+        .deletion
+        .as_ref()
+        .map(|d| format_kms_time(d.delete_date));
     Note::done(
         Reason::KeyDeletionScheduled,
         format!(

@@ -84,14 +84,8 @@ fn plan_imported(
     now: Timestamp,
 ) -> Result<Option<Plan>, Rejection> {
     let expire_time = valid.import.as_ref().and_then(|i| i.expire_time);
-    let expired = record
-        .imported
-        .as_ref()
-        .and_then(|i| i.expire_time.as_deref());
-    if expired
-        .and_then(schedule::parse_kms_time)
-        .is_some_and(|t| schedule::is_due(now, t))
-    {
+    let expired = record.imported.as_ref().and_then(|i| i.expire_time);
+    if expired.is_some_and(|t| schedule::is_due(now, t)) {
         let mut removed = record.clone();
         removed.versions.clear();
         return Ok(Some(Plan::RemoveMaterial(Box::new(removed))));
@@ -107,11 +101,11 @@ fn plan_imported(
     // The expiry time follows the spec while the material is there; a time already past
     // is refused rather than taking the key out of service at once.
     if let Some(at) = expire_time.filter(|t| schedule::is_due(now, *t))
-        && record.imported.as_ref().and_then(|i| i.expire_time.clone()) != Some(format_kms_time(at))
+        && record.imported.as_ref().and_then(|i| i.expire_time) != Some(at)
     {
         return Err(expire_time_passed(at));
     }
-    let wanted = expire_time.map(format_kms_time);
+    let wanted = expire_time;
     if let Some(imported) = &record.imported
         && valid.import.is_some()
         && imported.expire_time != wanted
@@ -158,23 +152,20 @@ fn plan_awaiting_material(
     }
     // The same material again takes its version back; new material gets a new one.
     let (version_id, created) = match &record.imported {
-        Some(previous) => (
-            previous.key_version_id.clone(),
-            previous.creation_date.clone(),
-        ),
-        None => (fresh.version_id.clone(), format_kms_time(now)),
+        Some(previous) => (previous.key_version_id.clone(), previous.creation_date),
+        None => (fresh.version_id.clone(), schedule::truncate_to_second(now)),
     };
     let mut imported = record.clone();
     imported.versions = vec![VersionRecord {
         key_version_id: version_id.clone(),
-        creation_date: created.clone(),
+        creation_date: created,
         requested_by: None,
     }];
     imported.imported = Some(ImportedMaterial {
         key_version_id: version_id,
         creation_date: created,
         fingerprint,
-        expire_time: expire_time.map(format_kms_time),
+        expire_time,
     });
     // The parameters stay until their token expires: the same wrapped Secret can import the
     // same material again after it expired.

@@ -15,7 +15,7 @@ use crate::api::{Key, KeyMetadata, KeyState};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::reason::{READY, Reason};
 use crate::kms::rules::{self, ValidKey};
-use crate::kms::schedule::{self, format_kms_time};
+use crate::kms::schedule;
 use crate::store::{self, KeyRecord, NewKeyRecord, Store, VersionRecord};
 
 /// No store: create the key, unless the request is invalid or the key existed before (then
@@ -226,7 +226,7 @@ fn rotation_due(existing: &Existing<'_>) -> Option<Plan> {
     }
     let version = VersionRecord {
         key_version_id: existing.fresh.version_id.clone(),
-        creation_date: format_kms_time(existing.now),
+        creation_date: schedule::truncate_to_second(existing.now),
         requested_by: None,
     };
     Some(Plan::AddVersion(NewVersion {
@@ -301,12 +301,8 @@ fn settled(existing: &Existing<'_>) -> Plan {
     converge.consumer = consumer;
     notes.append(&mut converge.notes);
     converge.notes = notes;
-    let expiry = record
-        .imported
-        .as_ref()
-        .and_then(|i| i.expire_time.as_deref())
-        .and_then(schedule::parse_kms_time);
-    let delete_due = record.deletion.as_ref().and_then(lifecycle::due_time);
+    let expiry = record.imported.as_ref().and_then(|i| i.expire_time);
+    let delete_due = record.deletion.as_ref().map(lifecycle::due_time);
     let due = [existing.next_rotation(), delete_due, expiry]
         .into_iter()
         .flatten()

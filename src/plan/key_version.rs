@@ -116,7 +116,7 @@ pub fn plan_request(
             record: store.record.clone(),
             version: VersionRecord {
                 key_version_id: fresh_version_id.to_string(),
-                creation_date: format_kms_time(truncate_to_second(now)),
+                creation_date: truncate_to_second(now),
                 requested_by: uid,
             },
         })),
@@ -188,7 +188,7 @@ fn response(record: &KeyRecord, version: &VersionRecord) -> KeyVersionMetadata {
     KeyVersionMetadata {
         key_id: record.key_id.clone(),
         key_version_id: version.key_version_id.clone(),
-        creation_date: version.creation_date.clone(),
+        creation_date: format_kms_time(version.creation_date),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::api::KeyState;
 use crate::kms::error::Code;
 use crate::kms::reason::Reason;
 use crate::kms::rules::{DEFAULT_PENDING_WINDOW_DAYS, ValidKey};
-use crate::kms::schedule::{self, Interval, format_kms_time, parse_kms_time};
+use crate::kms::schedule::{self, Interval, format_kms_time};
 use crate::store::{DeletionCause, KeyRecord, ScheduledDeletion};
 
 /// The state of a stored key, given the state the spec asks for (`None`: the spec is not
@@ -68,7 +68,9 @@ pub fn plan_lifecycle(
                 reason: Reason::KeyDeletionCancelled,
                 message: format!(
                     "cancelled the deletion of key {} scheduled for {}; the key is {}",
-                    record.key_id, deletion.delete_date, valid.desired_state
+                    record.key_id,
+                    format_kms_time(deletion.delete_date),
+                    valid.desired_state
                 ),
             };
             return Some(LifecycleStep::Record(Box::new(cancelled), Some(note)));
@@ -86,7 +88,7 @@ pub fn plan_lifecycle(
         let delete_date = scheduled
             .deletion
             .as_ref()
-            .map(|d| d.delete_date.clone())
+            .map(|d| format_kms_time(d.delete_date))
             .unwrap_or_default();
         let note = Note {
             warning: false,
@@ -128,15 +130,16 @@ pub fn plan_orphan(
     }
 }
 
-/// When a scheduled deletion is due, if it is readable.
-pub fn due_time(deletion: &ScheduledDeletion) -> Option<Timestamp> {
-    parse_kms_time(&deletion.delete_date)
+/// When a scheduled deletion is due.
+pub fn due_time(deletion: &ScheduledDeletion) -> Timestamp {
+    deletion.delete_date
 }
 
-/// Due from its second on, never before. An unreadable date is never due: material is only
-/// destroyed at a date that was recorded with it.
+/// Due from its second on, never before. Material is only destroyed at a date that was
+/// recorded with it: a record whose date cannot be read is not a store at all
+/// (MaterialStoreInvalid), and nothing is destroyed.
 fn is_due(deletion: &ScheduledDeletion, now: Timestamp) -> bool {
-    due_time(deletion).is_some_and(|due| schedule::is_due(now, due))
+    schedule::is_due(now, due_time(deletion))
 }
 
 fn schedule_deletion(
@@ -151,8 +154,8 @@ fn schedule_deletion(
     let delete_date = schedule::next_rotation(now, window).unwrap_or(Timestamp::MAX);
     let mut scheduled = record.clone();
     scheduled.deletion = Some(ScheduledDeletion {
-        delete_date: format_kms_time(delete_date),
-        scheduled_at: format_kms_time(now),
+        delete_date: schedule::truncate_to_second(delete_date),
+        scheduled_at: now,
         cause,
     });
     scheduled
@@ -171,7 +174,7 @@ mod tests {
             key_id: "k".into(),
             arn: "acs:kms:local:1:key/k".into(),
             creator: "1".into(),
-            creation_date: "2026-01-01T00:00:00Z".into(),
+            creation_date: at("2026-01-01T00:00:00Z"),
             key_spec: KeySpec::AliyunAes256,
             key_usage: KeyUsage::EncryptDecrypt,
             origin: Origin::AliyunKms,
@@ -179,14 +182,14 @@ mod tests {
             versions: (0..versions)
                 .map(|i| VersionRecord {
                     key_version_id: format!("v{i}"),
-                    creation_date: "2026-01-01T00:00:00Z".into(),
+                    creation_date: at("2026-01-01T00:00:00Z"),
                     requested_by: None,
                 })
                 .collect(),
             pending_window_days: Some(7),
             deletion: deletion.map(|cause| ScheduledDeletion {
-                delete_date: "2026-01-08T00:00:00Z".into(),
-                scheduled_at: "2026-01-01T00:00:00Z".into(),
+                delete_date: at("2026-01-08T00:00:00Z"),
+                scheduled_at: at("2026-01-01T00:00:00Z"),
                 cause,
             }),
             import_parameters: None,
@@ -322,7 +325,8 @@ mod tests {
         };
         let deletion = scheduled.deletion.unwrap();
         assert_eq!(
-            deletion.delete_date, "2026-01-08T10:00:00Z",
+            deletion.delete_date.to_string(),
+            "2026-01-08T10:00:00Z",
             "7 days, whole seconds"
         );
         assert_eq!(deletion.cause, DeletionCause::KeyState);
@@ -376,11 +380,13 @@ mod tests {
             plan_lifecycle(&pending, &asked, &settings(), at("2026-01-08T00:00:00Z")),
             Some(LifecycleStep::Destroy)
         );
-        let mut unreadable = pending.clone();
-        unreadable.deletion.as_mut().unwrap().delete_date = "soon".into();
-        assert_eq!(
-            plan_lifecycle(&unreadable, &asked, &settings(), at("2099-01-01T00:00:00Z")),
-            None,
+        // A date that cannot be read is not a date: the record does not parse, its store is
+        // MaterialStoreInvalid, and nothing is planned from it, destruction least of all.
+        let unreadable = serde_json::to_string(&pending)
+            .unwrap()
+            .replace("2026-01-08T00:00:00Z", "soon");
+        assert!(
+            serde_json::from_str::<KeyRecord>(&unreadable).is_err(),
             "an unreadable date never destroys"
         );
     }
@@ -395,7 +401,8 @@ mod tests {
         };
         let deletion = scheduled.deletion.clone().unwrap();
         assert_eq!(
-            deletion.delete_date, "2026-03-08T00:00:00Z",
+            deletion.delete_date.to_string(),
+            "2026-03-08T00:00:00Z",
             "the recorded 7-day window"
         );
         assert_eq!(deletion.cause, DeletionCause::KeyDeleted);
@@ -415,7 +422,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            defaulted.deletion.unwrap().delete_date,
+            defaulted.deletion.unwrap().delete_date.to_string(),
             "2026-03-31T00:00:00Z",
             "30 days by default"
         );
@@ -431,7 +438,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            scheduled.deletion.unwrap().delete_date,
+            scheduled.deletion.unwrap().delete_date.to_string(),
             "2026-03-01T00:00:07Z"
         );
     }

@@ -41,9 +41,12 @@ pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata
     KeyMetadata {
         arn: record.arn.clone(),
         automatic_rotation,
-        creation_date: record.creation_date.clone(),
+        creation_date: format_kms_time(record.creation_date),
         creator: record.creator.clone(),
-        delete_date: record.deletion.as_ref().map(|d| d.delete_date.clone()),
+        delete_date: record
+            .deletion
+            .as_ref()
+            .map(|d| format_kms_time(d.delete_date)),
         description: valid.map(|v| v.description.clone()).unwrap_or_default(),
         key_id: record.key_id.clone(),
         key_spec: record.key_spec,
@@ -54,7 +57,7 @@ pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata
             .imported
             .as_ref()
             .filter(|_| !record.versions.is_empty())
-            .and_then(|i| i.expire_time.clone()),
+            .and_then(|i| i.expire_time.map(format_kms_time)),
         next_rotation_date: rotation
             .zip(last_rotation)
             .and_then(|(interval, last)| last.checked_add(interval.as_duration()).ok())
@@ -85,7 +88,7 @@ pub(super) fn version_entries(record: &KeyRecord) -> Vec<KeyVersionEntry> {
         .iter()
         .map(|v| KeyVersionEntry {
             key_version_id: v.key_version_id.clone(),
-            creation_date: v.creation_date.clone(),
+            creation_date: format_kms_time(v.creation_date),
         })
         .collect()
 }

@@ -81,7 +81,7 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     }
-    let due = store.record.deletion.as_ref().and_then(lifecycle::due_time);
+    let due = store.record.deletion.as_ref().map(lifecycle::due_time);
     Ok(match due {
         Some(due) => Action::requeue(schedule::requeue_delay(now, due, ctx.settings.max_requeue)),
         None => Action::await_change(),

@@ -20,7 +20,7 @@ use crate::api::labels::{self, key_label_value, prefix_chars, short_hash};
 use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::{Material, SecretBytes};
-use crate::kms::schedule::{format_kms_time, parse_kms_time};
+use crate::kms::schedule::{format_kms_time, kms_time, truncate_to_second};
 
 /// The store's entry holding the [`KeyRecord`] (no material in it).
 pub const RECORD_ENTRY: &str = "key.json";
@@ -33,7 +33,8 @@ pub struct KeyRecord {
     pub key_id: String,
     pub arn: String,
     pub creator: String,
-    pub creation_date: String,
+    #[serde(with = "kms_time")]
+    pub creation_date: Timestamp,
     pub key_spec: KeySpec,
     pub key_usage: KeyUsage,
     pub origin: Origin,
@@ -62,11 +63,16 @@ pub struct KeyRecord {
 #[serde(rename_all = "camelCase")]
 pub struct ImportedMaterial {
     pub key_version_id: String,
-    pub creation_date: String,
+    #[serde(with = "kms_time")]
+    pub creation_date: Timestamp,
     /// SHA-256 of the material, to recognise a re-import of the same material.
     pub fingerprint: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expire_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "kms_time::option"
+    )]
+    pub expire_time: Option<Timestamp>,
 }
 
 /// The store entry holding an EXTERNAL key's wrapping private key.
@@ -76,8 +82,10 @@ pub const WRAPPING_KEY_ENTRY: &str = "import.private.pem";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledDeletion {
-    pub delete_date: String,
-    pub scheduled_at: String,
+    #[serde(with = "kms_time")]
+    pub delete_date: Timestamp,
+    #[serde(with = "kms_time")]
+    pub scheduled_at: Timestamp,
     pub cause: DeletionCause,
 }
 
@@ -95,7 +103,8 @@ pub enum DeletionCause {
 #[serde(rename_all = "camelCase")]
 pub struct VersionRecord {
     pub key_version_id: String,
-    pub creation_date: String,
+    #[serde(with = "kms_time")]
+    pub creation_date: Timestamp,
     /// The UID of the KeyVersion that asked for this version, so that a request whose status
     /// was never written (a crash) finds its version instead of minting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,8 +120,7 @@ impl KeyRecord {
 
     /// When the newest version was generated (KMS LastRotationDate).
     pub fn last_rotation(&self) -> Option<Timestamp> {
-        self.newest_version()
-            .and_then(|v| parse_kms_time(&v.creation_date))
+        self.newest_version().map(|v| v.creation_date)
     }
 }
 
@@ -236,7 +244,10 @@ pub fn with_record(store: &Secret, record: &KeyRecord) -> Secret {
     let annotations = updated.metadata.annotations.get_or_insert_default();
     match &record.deletion {
         Some(deletion) => {
-            annotations.insert(labels::DELETE_DATE.into(), deletion.delete_date.clone());
+            annotations.insert(
+                labels::DELETE_DATE.into(),
+                format_kms_time(deletion.delete_date),
+            );
         }
         None => {
             annotations.remove(labels::DELETE_DATE);
@@ -529,7 +540,7 @@ pub struct NewKeyRecord<'a> {
 
 impl NewKeyRecord<'_> {
     pub fn build(&self) -> KeyRecord {
-        let creation_date = format_kms_time(self.created);
+        let creation_date = truncate_to_second(self.created);
         KeyRecord {
             key_id: self.key_id.to_string(),
             arn: format!(
@@ -537,7 +548,7 @@ impl NewKeyRecord<'_> {
                 self.region, self.account_id, self.key_id
             ),
             creator: self.account_id.to_string(),
-            creation_date: creation_date.clone(),
+            creation_date,
             key_spec: self.key_spec,
             key_usage: self.key_usage,
             origin: self.origin,
