@@ -5,10 +5,9 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
-use super::{Note, Observed, SecretWrite};
+use super::{Note, Observed, SecretWrite, event};
 use crate::api::{Key, KeyState, labels};
 use crate::kms::error::{Code, Rejection};
-use crate::kms::reason::Reason;
 use crate::store::{self, Store};
 
 /// The consumer Secret write, if any, and the event it deserves. A Secret of that name that
@@ -27,92 +26,74 @@ pub(super) fn plan_consumer(
     }
     let desired =
         store::desired_consumer(existing, &namespace, secret_name, &key_name, store, state);
-    // What keyward last published, by the state it wrote down (not by the data, which a hand
-    // edit may have changed).
-    let withdrawn = |s: &Secret| {
-        let published = s.annotations().get(labels::KEY_STATE).map(String::as_str);
-        published.is_some_and(|state| state != KeyState::Enabled.as_str())
-    };
     let versions = store.record.versions.len();
-    match existing {
-        Some(existing) if !withdrawn(existing) && state != KeyState::Enabled => {
-            let note = Note {
-                warning: false,
-                reason: Reason::MaterialWithdrawn,
-                message: format!(
-                    "withdrew the material from Secret {secret_name}: the key is {state}; the \
-                     Secret stays, and gets all {versions} version(s) back if the key is enabled"
-                ),
-            };
-            return Ok((Some(SecretWrite::Replace(desired)), vec![note]));
-        }
-        Some(existing) if withdrawn(existing) && state == KeyState::Enabled => {
-            let note = Note {
-                warning: false,
-                reason: Reason::MaterialRestored,
-                message: format!(
-                    "restored all {versions} version(s) to Secret {secret_name}: the key is Enabled"
-                ),
-            };
-            return Ok((Some(SecretWrite::Replace(desired)), vec![note]));
-        }
-        _ => {}
+    let Some(existing) = existing else {
+        let status = observed.key.status.as_ref();
+        let published_before = status.and_then(|s| s.secret_name.as_deref());
+        let note = absent_consumer_note(published_before, secret_name, versions);
+        return Ok((
+            Some(SecretWrite::Create(desired)),
+            note.into_iter().collect(),
+        ));
+    };
+    if let Some(note) = state_change_note(existing, state, secret_name, versions) {
+        return Ok((Some(SecretWrite::Replace(desired)), vec![note]));
     }
-    let status_secret_name = observed
-        .key
-        .status
-        .as_ref()
-        .and_then(|s| s.secret_name.as_deref());
-    let published_before = status_secret_name == Some(secret_name);
-    Ok(match existing {
-        None if published_before => {
-            let note = Note {
-                warning: true,
-                reason: Reason::SecretRestored,
-                message: format!(
-                    "Secret {secret_name} was deleted; rebuilt it from the material store with \
-                     all {} version(s)",
-                    store.record.versions.len()
-                ),
-            };
-            (Some(SecretWrite::Create(desired)), vec![note])
+    if same_consumer(existing, &desired) {
+        return Ok((None, Vec::new()));
+    }
+    let note = edited_consumer_note(existing, store, secret_name);
+    Ok((
+        Some(SecretWrite::Replace(desired)),
+        note.into_iter().collect(),
+    ))
+}
+
+/// The event of the key's state changing what its Secret serves: material withdrawn when
+/// the key stops being Enabled, restored when it is Enabled again. keyward goes by the state
+/// it wrote down on the Secret, not by its data, which a hand edit may have changed.
+fn state_change_note(
+    existing: &Secret,
+    state: KeyState,
+    secret_name: &str,
+    versions: usize,
+) -> Option<Note> {
+    let published = existing.annotations().get(labels::KEY_STATE);
+    let withdrawn = published.is_some_and(|s| s != KeyState::Enabled.as_str());
+    match (withdrawn, state == KeyState::Enabled) {
+        (false, false) => Some(event::material_withdrawn(secret_name, state, versions)),
+        (true, true) => Some(event::material_restored(secret_name, versions)),
+        _ => None,
+    }
+}
+
+/// The event of creating a Secret that is not there: none for a key's first Secret (its
+/// KeyCreated event names it), a warning if the Secret published before was deleted.
+/// `published_before` is the status's `secretName`.
+fn absent_consumer_note(
+    published_before: Option<&str>,
+    secret_name: &str,
+    versions: usize,
+) -> Option<Note> {
+    match published_before {
+        Some(name) if name == secret_name => {
+            Some(event::secret_deleted_restored(secret_name, versions))
         }
-        // A key's first Secret is part of creating it: its KeyCreated event names the Secret.
-        None if status_secret_name.is_none() => (Some(SecretWrite::Create(desired)), Vec::new()),
-        None => {
-            let note = Note {
-                warning: false,
-                reason: Reason::SecretCreated,
-                message: format!("published key material in Secret {secret_name}"),
-            };
-            (Some(SecretWrite::Create(desired)), vec![note])
-        }
-        Some(existing) if !same_consumer(existing, &desired) => {
-            let versions = store.record.versions.len();
-            // Serving an older version of this key is the normal state after a new version
-            // was added, which has its own event (KeyRotated, the KeyVersion's Created,
-            // KeyMaterialImported); anything else means the Secret was changed by hand.
-            let served = existing.data.as_ref().and_then(|d| d.get("keyVersionId"));
-            let older = store.record.versions.iter().rev().skip(1);
-            let notes = if older
-                .map(|v| v.key_version_id.as_bytes())
-                .any(|id| served.is_some_and(|b| b.0 == id))
-            {
-                Vec::new()
-            } else {
-                vec![Note {
-                    warning: true,
-                    reason: Reason::SecretRestored,
-                    message: format!(
-                        "Secret {secret_name} differed from the material store (changed outside \
-                         keyward); rebuilt it with all {versions} version(s)"
-                    ),
-                }]
-            };
-            (Some(SecretWrite::Replace(desired)), notes)
-        }
-        Some(_) => (None, Vec::new()),
-    })
+        None => None,
+        Some(_) => Some(event::secret_created(secret_name)),
+    }
+}
+
+/// The event of rebuilding a Secret that differs from the store. Serving an older version of
+/// this key is the normal state after a new version was added, which has its own event
+/// (KeyRotated, the KeyVersion's Created, KeyMaterialImported); anything else means the
+/// Secret was changed by hand.
+fn edited_consumer_note(existing: &Secret, store: &Store, secret_name: &str) -> Option<Note> {
+    let served = existing.data.as_ref().and_then(|d| d.get("keyVersionId"));
+    let mut older = store.record.versions.iter().rev().skip(1);
+    let serves_older = older.any(|v| served.is_some_and(|b| b.0 == v.key_version_id.as_bytes()));
+    let versions = store.record.versions.len();
+    (!serves_older).then(|| event::secret_edited_restored(secret_name, versions))
 }
 
 /// The Secret consumers mount: `spec.secretName`, or the Key's name.

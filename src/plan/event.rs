@@ -2,6 +2,9 @@
 //! [`crate::kms::reason::Reason`].
 
 pub use crate::kms::reason::Reason;
+use jiff::Timestamp;
+
+use crate::api::KeyState;
 use crate::kms::schedule::format_kms_time;
 use crate::store::KeyRecord;
 
@@ -133,6 +136,79 @@ pub fn deleted_key_destroyed(key_name: &str, record: &KeyRecord) -> Note {
         format!(
             "the pending window of deleted Key {key_name} has passed: destroyed the material of \
              key {}",
+            record.key_id
+        ),
+    )
+}
+
+/// The key stopped being Enabled: its Secret stays, without material.
+pub fn material_withdrawn(secret_name: &str, state: KeyState, versions: usize) -> Note {
+    Note::done(
+        Reason::MaterialWithdrawn,
+        format!(
+            "withdrew the material from Secret {secret_name}: the key is {state}; the Secret \
+             stays, and gets all {versions} version(s) back if the key is enabled"
+        ),
+    )
+}
+
+/// The key is Enabled again: its Secret serves every version again.
+pub fn material_restored(secret_name: &str, versions: usize) -> Note {
+    Note::done(
+        Reason::MaterialRestored,
+        format!("restored all {versions} version(s) to Secret {secret_name}: the key is Enabled"),
+    )
+}
+
+/// The Secret keyward published was deleted, and is rebuilt from the store.
+pub fn secret_deleted_restored(secret_name: &str, versions: usize) -> Note {
+    Note::warning(
+        Reason::SecretRestored,
+        format!(
+            "Secret {secret_name} was deleted; rebuilt it from the material store with all \
+             {versions} version(s)"
+        ),
+    )
+}
+
+/// The Secret was changed outside keyward, and is rebuilt from the store.
+pub fn secret_edited_restored(secret_name: &str, versions: usize) -> Note {
+    Note::warning(
+        Reason::SecretRestored,
+        format!(
+            "Secret {secret_name} differed from the material store (changed outside keyward); \
+             rebuilt it with all {versions} version(s)"
+        ),
+    )
+}
+
+/// The key's material is published in a Secret of a new name (spec.secretName changed).
+pub fn secret_created(secret_name: &str) -> Note {
+    Note::done(
+        Reason::SecretCreated,
+        format!("published key material in Secret {secret_name}"),
+    )
+}
+
+/// `keyState` left PendingDeletion before the date: the deletion is cancelled.
+pub fn deletion_cancelled(record: &KeyRecord, delete_date: Timestamp, state: KeyState) -> Note {
+    Note::done(
+        Reason::KeyDeletionCancelled,
+        format!(
+            "cancelled the deletion of key {} scheduled for {}; the key is {state}",
+            record.key_id,
+            format_kms_time(delete_date)
+        ),
+    )
+}
+
+/// `keyState: PendingDeletion` scheduled the key's destruction.
+pub fn deletion_scheduled(record: &KeyRecord, delete_date: &str) -> Note {
+    Note::done(
+        Reason::KeyDeletionScheduled,
+        format!(
+            "key {} will be destroyed at {delete_date}; set spec.keyState to Enabled or Disabled \
+             before then to cancel",
             record.key_id
         ),
     )

@@ -3,10 +3,9 @@
 
 use jiff::Timestamp;
 
-use super::{Note, PlanSettings};
+use super::{Note, PlanSettings, event};
 use crate::api::KeyState;
 use crate::kms::error::Code;
-use crate::kms::reason::Reason;
 use crate::kms::rules::{DEFAULT_PENDING_WINDOW_DAYS, ValidKey};
 use crate::kms::schedule::{self, Interval, format_kms_time};
 use crate::store::{DeletionCause, KeyRecord, ScheduledDeletion};
@@ -63,16 +62,7 @@ pub fn plan_lifecycle(
             // even past the due time: destroying less is the safe side.
             let mut cancelled = record.clone();
             cancelled.deletion = None;
-            let note = Note {
-                warning: false,
-                reason: Reason::KeyDeletionCancelled,
-                message: format!(
-                    "cancelled the deletion of key {} scheduled for {}; the key is {}",
-                    record.key_id,
-                    format_kms_time(deletion.delete_date),
-                    valid.desired_state
-                ),
-            };
+            let note = event::deletion_cancelled(record, deletion.delete_date, valid.desired_state);
             return Some(LifecycleStep::Record(Box::new(cancelled), Some(note)));
         }
         return is_due(deletion, now).then_some(LifecycleStep::Destroy);
@@ -90,15 +80,7 @@ pub fn plan_lifecycle(
             .as_ref()
             .map(|d| format_kms_time(d.delete_date))
             .unwrap_or_default();
-        let note = Note {
-            warning: false,
-            reason: Reason::KeyDeletionScheduled,
-            message: format!(
-                "key {} will be destroyed at {delete_date}; set spec.keyState to Enabled or \
-                 Disabled before then to cancel",
-                record.key_id
-            ),
-        };
+        let note = event::deletion_scheduled(record, &delete_date);
         return Some(LifecycleStep::Record(Box::new(scheduled), Some(note)));
     }
     if record.pending_window_days != Some(valid.pending_window_days) {
