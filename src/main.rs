@@ -212,45 +212,62 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         telemetry.clone(),
     ));
 
-    if !args.leader_elect {
+    if args.leader_elect {
+        let config = lease_config(
+            args.leader_election_namespace,
+            args.leader_election_lease,
+            args.leader_election_lease_duration,
+        );
+        let identity = config.identity.clone();
+        let candidate = Candidate::new(kube.client().clone(), config);
+        run_as_candidate(ctx, candidate, identity).await;
+    } else {
         telemetry.set_leader(true);
         reconcile::run(ctx).await;
-    } else {
-        let identity = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .map(|name| format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
-            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
-        let config = LeaseConfig {
-            namespace: args
-                .leader_election_namespace
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .unwrap_or_else(|| "default".into()),
-            name: args.leader_election_lease,
-            identity: identity.clone(),
-            duration: std::time::Duration::from_secs(args.leader_election_lease_duration.as_secs()),
-        };
-        let candidate = Candidate::new(kube.client().clone(), config);
-        // A standby has nothing to sync: it is ready while it waits.
-        telemetry.set_ready(true);
-        tracing::info!(%identity, "waiting for the leader Lease");
-        tokio::select! {
-            () = candidate.acquire() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-        tracing::info!(%identity, "acquired the leader Lease");
-        telemetry.set_ready(false);
-        telemetry.set_leader(true);
-        tokio::select! {
-            () = reconcile::run(ctx) => candidate.release().await,
-            () = candidate.hold() => {
-                // Another replica may hold the Lease already: not one more write.
-                tracing::error!(%identity, "lost the leader Lease; stopping at once");
-                std::process::exit(1);
-            }
-        }
     }
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// The Lease this replica competes for, and the identity it holds it under: the pod name and
+/// a random suffix, so that a restarted pod is not taken for the one before it.
+fn lease_config(namespace: Option<String>, name: String, duration: Interval) -> LeaseConfig {
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map(|name| format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+    LeaseConfig {
+        namespace: namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into()),
+        name,
+        identity,
+        duration: std::time::Duration::from_secs(duration.as_secs()),
+    }
+}
+
+/// Waits for the leader Lease, then runs the controllers for as long as it is held. A replica
+/// that loses the Lease exits at once: another may hold it already.
+async fn run_as_candidate(ctx: Arc<Context>, candidate: Candidate, identity: String) {
+    let telemetry = ctx.telemetry.clone();
+    // A standby has nothing to sync: it is ready while it waits.
+    telemetry.set_ready(true);
+    tracing::info!(%identity, "waiting for the leader Lease");
+    tokio::select! {
+        () = candidate.acquire() => {}
+        _ = tokio::signal::ctrl_c() => return,
+    }
+    tracing::info!(%identity, "acquired the leader Lease");
+    telemetry.set_ready(false);
+    telemetry.set_leader(true);
+    tokio::select! {
+        () = reconcile::run(ctx) => candidate.release().await,
+        () = candidate.hold() => {
+            // Another replica may hold the Lease already: not one more write.
+            tracing::error!(%identity, "lost the leader Lease; stopping at once");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {

@@ -74,18 +74,7 @@ pub fn default_key_spec(protection_level: ProtectionLevel, region: &str) -> KeyS
 
 /// Applies the seed's defaults and checks every rule; the first broken rule is returned.
 pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKey, Rejection> {
-    let description = request.description.clone().unwrap_or_default();
-    let chars = description.chars().count();
-    if chars > MAX_DESCRIPTION_CHARS {
-        return Err(Rejection::new(
-            Code::InvalidParameter,
-            format!(
-                "spec.description is {chars} characters long; it can be up to \
-                 {MAX_DESCRIPTION_CHARS} characters"
-            ),
-        ));
-    }
-
+    let description = validate_description(request)?;
     let protection_level = parse_field(
         "protectionLevel",
         request.protection_level.as_deref(),
@@ -114,54 +103,16 @@ pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKe
         Origin::parse,
         Origin::allowed,
     )?;
-
-    if protection_level == ProtectionLevel::Hsm {
-        return Err(Rejection::new(
-            Code::UnsupportedProtectionLevel,
-            "spec.protectionLevel HSM is not supported: keyward has no hardware security module \
-             backend yet; set spec.protectionLevel: SOFTWARE (or omit it)",
-        ));
-    }
-
-    if !key_spec.supported_usages().contains(&key_usage) {
-        let supported: Vec<&str> = key_spec
-            .supported_usages()
-            .iter()
-            .map(|u| u.as_str())
-            .collect();
-        let given = match request.key_usage {
-            Some(_) => format!("spec.keyUsage {key_usage}"),
-            None => format!("spec.keyUsage defaults to {key_usage}, which"),
-        };
-        return Err(Rejection::new(
-            Code::InvalidParameter,
-            format!(
-                "{given} is not supported by key spec {key_spec}; set spec.keyUsage: {}",
-                supported.join(" or ")
-            ),
-        ));
-    }
-
-    if origin == Origin::External && !key_spec.is_symmetric() {
-        return Err(Rejection::new(
-            Code::UnsupportedOperation,
-            format!(
-                "spec.origin EXTERNAL is not available for the asymmetric key spec {key_spec}; \
-                 import material only into Aliyun_AES_256 or Aliyun_SM4 keys, or set \
-                 spec.origin: Aliyun_KMS"
-            ),
-        ));
-    }
-
+    check_protection_level(protection_level)?;
+    check_usage(request, key_spec, key_usage)?;
+    check_origin(key_spec, origin)?;
     let rotation = if request.enable_automatic_rotation == Some(true) {
         Some(validate_rotation(request, key_spec, origin, settings)?)
     } else {
         None
     };
-
     let (desired_state, pending_window_days) = validate_lifecycle(request)?;
     let import = validate_import(request, origin)?;
-
     Ok(ValidKey {
         key_spec,
         key_usage,
@@ -174,6 +125,76 @@ pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKe
         deletion_protection: request.deletion_protection == Some(true),
         import,
     })
+}
+
+/// `description`: at most [`MAX_DESCRIPTION_CHARS`] characters.
+fn validate_description(request: &KeyRequest) -> Result<String, Rejection> {
+    let description = request.description.clone().unwrap_or_default();
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "spec.description is {chars} characters long; it can be up to \
+                 {MAX_DESCRIPTION_CHARS} characters"
+            ),
+        ));
+    }
+    Ok(description)
+}
+
+/// `protectionLevel: HSM` has no backend yet.
+fn check_protection_level(protection_level: ProtectionLevel) -> Result<(), Rejection> {
+    if protection_level != ProtectionLevel::Hsm {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Code::UnsupportedProtectionLevel,
+        "spec.protectionLevel HSM is not supported: keyward has no hardware security module \
+         backend yet; set spec.protectionLevel: SOFTWARE (or omit it)",
+    ))
+}
+
+/// The seed's usage table: which `keyUsage` each key spec supports.
+fn check_usage(
+    request: &KeyRequest,
+    key_spec: KeySpec,
+    key_usage: KeyUsage,
+) -> Result<(), Rejection> {
+    if key_spec.supported_usages().contains(&key_usage) {
+        return Ok(());
+    }
+    let supported: Vec<&str> = key_spec
+        .supported_usages()
+        .iter()
+        .map(|u| u.as_str())
+        .collect();
+    let given = match request.key_usage {
+        Some(_) => format!("spec.keyUsage {key_usage}"),
+        None => format!("spec.keyUsage defaults to {key_usage}, which"),
+    };
+    Err(Rejection::new(
+        Code::InvalidParameter,
+        format!(
+            "{given} is not supported by key spec {key_spec}; set spec.keyUsage: {}",
+            supported.join(" or ")
+        ),
+    ))
+}
+
+/// `origin: EXTERNAL` takes symmetric material only.
+fn check_origin(key_spec: KeySpec, origin: Origin) -> Result<(), Rejection> {
+    if origin != Origin::External || key_spec.is_symmetric() {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Code::UnsupportedOperation,
+        format!(
+            "spec.origin EXTERNAL is not available for the asymmetric key spec {key_spec}; \
+             import material only into Aliyun_AES_256 or Aliyun_SM4 keys, or set \
+             spec.origin: Aliyun_KMS"
+        ),
+    ))
 }
 
 /// `keyState` (Enabled, Disabled or PendingDeletion) and `pendingWindowInDays` (7 to 30).

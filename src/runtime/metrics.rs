@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -16,6 +16,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use crate::api::Key;
+use crate::kms::reason::READY;
 use crate::kms::schedule::parse_kms_time;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
@@ -184,44 +185,14 @@ impl Telemetry {
 
     fn render_keys(&self, out: &mut String, now: Timestamp) {
         let keys = self.keys.get().map(Store::state).unwrap_or_default();
-        let mut by_state: BTreeMap<(String, String), u64> = BTreeMap::new();
-        let mut not_ready: BTreeMap<String, u64> = BTreeMap::new();
-        let mut versions = Vec::new();
-        let mut next_rotation = Vec::new();
-        let mut asymmetric_versions = 0;
-        for key in &keys {
-            let Some(status) = key.status.as_ref() else {
-                continue;
-            };
-            let id = (key.namespace().unwrap_or_default(), key.name_any());
-            if let Some(ready) = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready" && c.status != "True")
-            {
-                *not_ready.entry(ready.reason.clone()).or_default() += 1;
-            }
-            let Some(m) = status.key_metadata.as_ref() else {
-                continue;
-            };
-            *by_state
-                .entry((m.key_state.to_string(), m.key_spec.to_string()))
-                .or_default() += 1;
-            versions.push((id.clone(), status.key_versions.len()));
-            if !m.key_spec.is_symmetric() {
-                asymmetric_versions += status.key_versions.len();
-            }
-            if let Some(due) = m.next_rotation_date.as_deref().and_then(parse_kms_time) {
-                next_rotation.push((id, due.duration_since(now).as_secs()));
-            }
-        }
+        let counts = KeyCounts::gather(&keys, now);
         header(
             out,
             "keyward_keys",
             "gauge",
             "Keys by KMS key state and key spec.",
         );
-        for ((state, spec), n) in by_state {
+        for ((state, spec), n) in counts.by_state {
             let _ = writeln!(
                 out,
                 "keyward_keys{{state=\"{state}\",key_spec=\"{spec}\"}} {n}"
@@ -233,48 +204,36 @@ impl Telemetry {
             "gauge",
             "Keys whose Ready condition is False, by reason.",
         );
-        for (reason, n) in not_ready {
+        for (reason, n) in counts.not_ready {
             let _ = writeln!(
                 out,
                 "keyward_keys_not_ready{{reason=\"{}\"}} {n}",
                 escape(&reason)
             );
         }
-        header(
+        render_per_key(
             out,
             "keyward_key_versions",
-            "gauge",
             "Versions of each key.",
+            &counts.versions,
         );
-        for ((namespace, name), n) in versions {
-            let _ = writeln!(
-                out,
-                "keyward_key_versions{{namespace=\"{}\",name=\"{}\"}} {n}",
-                escape(&namespace),
-                escape(&name)
-            );
-        }
-        header(
+        render_per_key(
             out,
             "keyward_key_next_rotation_seconds",
-            "gauge",
             "Seconds until each rotating key's next rotation (negative: overdue).",
+            &counts.next_rotation,
         );
-        for ((namespace, name), secs) in next_rotation {
-            let _ = writeln!(
-                out,
-                "keyward_key_next_rotation_seconds{{namespace=\"{}\",name=\"{}\"}} {secs}",
-                escape(&namespace),
-                escape(&name)
-            );
-        }
+        self.render_asymmetric(out, counts.asymmetric_versions);
+    }
+
+    fn render_asymmetric(&self, out: &mut String, held: usize) {
         header(
             out,
             "keyward_asymmetric_key_versions",
             "gauge",
             "Asymmetric key versions held, initial versions included.",
         );
-        let _ = writeln!(out, "keyward_asymmetric_key_versions {asymmetric_versions}");
+        let _ = writeln!(out, "keyward_asymmetric_key_versions {held}");
         header(
             out,
             "keyward_asymmetric_key_versions_limit",
@@ -285,6 +244,69 @@ impl Telemetry {
             out,
             "keyward_asymmetric_key_versions_limit {}",
             self.asymmetric_limit
+        );
+    }
+}
+
+/// A Key's namespace and name, as metric labels.
+type KeyId = (String, String);
+
+/// What the key metrics report, gathered from the cached Keys' status in one pass.
+#[derive(Default)]
+struct KeyCounts {
+    by_state: BTreeMap<(String, String), u64>,
+    not_ready: BTreeMap<String, u64>,
+    versions: Vec<(KeyId, i64)>,
+    next_rotation: Vec<(KeyId, i64)>,
+    asymmetric_versions: usize,
+}
+
+impl KeyCounts {
+    fn gather(keys: &[Arc<Key>], now: Timestamp) -> Self {
+        let mut counts = KeyCounts::default();
+        for key in keys {
+            let Some(status) = key.status.as_ref() else {
+                continue;
+            };
+            let id = (key.namespace().unwrap_or_default(), key.name_any());
+            if let Some(ready) = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == READY && c.status != "True")
+            {
+                *counts.not_ready.entry(ready.reason.clone()).or_default() += 1;
+            }
+            let Some(m) = status.key_metadata.as_ref() else {
+                continue;
+            };
+            *counts
+                .by_state
+                .entry((m.key_state.to_string(), m.key_spec.to_string()))
+                .or_default() += 1;
+            let versions = status.key_versions.len();
+            counts.versions.push((id.clone(), versions as i64));
+            if !m.key_spec.is_symmetric() {
+                counts.asymmetric_versions += versions;
+            }
+            if let Some(due) = m.next_rotation_date.as_deref().and_then(parse_kms_time) {
+                counts
+                    .next_rotation
+                    .push((id, due.duration_since(now).as_secs()));
+            }
+        }
+        counts
+    }
+}
+
+/// A gauge with one sample per key.
+fn render_per_key(out: &mut String, name: &str, help: &str, samples: &[(KeyId, i64)]) {
+    header(out, name, "gauge", help);
+    for ((namespace, key), value) in samples {
+        let _ = writeln!(
+            out,
+            "{name}{{namespace=\"{}\",name=\"{}\"}} {value}",
+            escape(namespace),
+            escape(key)
         );
     }
 }
