@@ -9,120 +9,29 @@
 
 use std::collections::BTreeMap;
 
-use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
-use serde::{Deserialize, Serialize};
 
-use crate::api::ImportParameters;
+use crate::api::KeySpec;
 use crate::api::labels::{self, key_label_value, prefix_chars, short_hash};
-use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::{Material, SecretBytes};
-use crate::kms::schedule::{format_kms_time, kms_time, truncate_to_second};
+use crate::kms::schedule::format_kms_time;
+
+mod consumer;
+mod record;
+
+pub use consumer::{desired_consumer, is_consumer_of};
+pub use record::{
+    DeletionCause, ImportedMaterial, KeyRecord, NewKeyRecord, ScheduledDeletion, VersionRecord,
+};
 
 /// The store's entry holding the [`KeyRecord`] (no material in it).
 pub const RECORD_ENTRY: &str = "key.json";
 
-/// What the store records about a key: its identity and creation facts, fixed when the key is
-/// created, and its versions, oldest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyRecord {
-    pub key_id: String,
-    pub arn: String,
-    pub creator: String,
-    #[serde(with = "kms_time")]
-    pub creation_date: Timestamp,
-    pub key_spec: KeySpec,
-    pub key_usage: KeyUsage,
-    pub origin: Origin,
-    pub protection_level: ProtectionLevel,
-    #[serde(default)]
-    pub versions: Vec<VersionRecord>,
-    /// The pending window the spec last asked for, in days: used if the Key object is deleted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_window_days: Option<u32>,
-    /// A scheduled deletion, kept with the material so that no restart, downtime or deleted
-    /// Key object can lose or shorten it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion: Option<ScheduledDeletion>,
-    /// An EXTERNAL key's current import parameters; the wrapping private key is the store's
-    /// `import.private.pem` entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub import_parameters: Option<ImportParameters>,
-    /// An EXTERNAL key's imported material: its version and fingerprint stay after it expires,
-    /// so that importing the same material again restores it and other material is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imported: Option<ImportedMaterial>,
-}
-
-/// What is known of an EXTERNAL key's material (never the material itself).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImportedMaterial {
-    pub key_version_id: String,
-    #[serde(with = "kms_time")]
-    pub creation_date: Timestamp,
-    /// SHA-256 of the material, to recognise a re-import of the same material.
-    pub fingerprint: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "kms_time::option"
-    )]
-    pub expire_time: Option<Timestamp>,
-}
-
 /// The store entry holding an EXTERNAL key's wrapping private key.
 pub const WRAPPING_KEY_ENTRY: &str = "import.private.pem";
-
-/// When the material will be destroyed, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScheduledDeletion {
-    #[serde(with = "kms_time")]
-    pub delete_date: Timestamp,
-    #[serde(with = "kms_time")]
-    pub scheduled_at: Timestamp,
-    pub cause: DeletionCause,
-}
-
-/// What scheduled a deletion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeletionCause {
-    /// `spec.keyState: PendingDeletion`.
-    KeyState,
-    /// The Key object was deleted.
-    KeyDeleted,
-}
-
-/// One key version (KMS DescribeKeyVersion).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionRecord {
-    pub key_version_id: String,
-    #[serde(with = "kms_time")]
-    pub creation_date: Timestamp,
-    /// The UID of the KeyVersion that asked for this version, so that a request whose status
-    /// was never written (a crash) finds its version instead of minting another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
-}
-
-impl KeyRecord {
-    /// The newest version: the primary version of a symmetric key, the default entries of an
-    /// asymmetric one.
-    pub fn newest_version(&self) -> Option<&VersionRecord> {
-        self.versions.last()
-    }
-
-    /// When the newest version was generated (KMS LastRotationDate).
-    pub fn last_rotation(&self) -> Option<Timestamp> {
-        self.newest_version().map(|v| v.creation_date)
-    }
-}
 
 /// The data entries of one version's material, named by version id.
 fn version_entries(key_spec: KeySpec, version_id: &str) -> Vec<String> {
@@ -457,115 +366,5 @@ impl Store {
             ByteString(newest.key_version_id.clone().into_bytes()),
         );
         data
-    }
-}
-
-/// Whether `secret` is a consumer Secret keyward created for Key `key_name`: its type (which
-/// cannot change after creation) and the annotation naming the Key, unless another manager
-/// claims it. A Secret whose labels were merely edited away is restored, not disowned.
-pub fn is_consumer_of(secret: &Secret, key_name: &str) -> bool {
-    let annotations = secret.metadata.annotations.as_ref();
-    let manager = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(labels::MANAGED_BY));
-    secret.type_.as_deref() == Some(labels::CONSUMER_SECRET_TYPE)
-        && annotations
-            .and_then(|a| a.get(labels::KEY))
-            .map(String::as_str)
-            == Some(key_name)
-        && manager.is_none_or(|m| m == labels::MANAGED_BY_VALUE)
-}
-
-/// The consumer Secret as it should be. When one exists, its metadata is kept (labels and
-/// annotations that others added survive) with keyward's own labels and annotations set.
-pub fn desired_consumer(
-    existing: Option<&Secret>,
-    namespace: &str,
-    secret_name: &str,
-    key_name: &str,
-    store: &Store,
-    state: KeyState,
-) -> Secret {
-    let ours = managed_meta(
-        secret_name.to_string(),
-        namespace,
-        key_name,
-        labels::ROLE_CONSUMER,
-        &store.record.key_id,
-    );
-    let mut metadata = existing.map(|s| s.metadata.clone()).unwrap_or_default();
-    metadata.name = ours.name;
-    metadata.namespace = ours.namespace;
-    metadata
-        .labels
-        .get_or_insert_default()
-        .extend(ours.labels.unwrap_or_default());
-    let annotations = metadata.annotations.get_or_insert_default();
-    annotations.extend(ours.annotations.unwrap_or_default());
-    annotations.insert(labels::KEY_STATE.into(), state.as_str().into());
-    // Only an Enabled key's material is served; otherwise the Secret stays, saying why, and
-    // gets every version back, unchanged, when the key is enabled again.
-    let data = if state == KeyState::Enabled {
-        store.consumer_data()
-    } else {
-        BTreeMap::from([(
-            "keyId".to_string(),
-            ByteString(store.record.key_id.clone().into_bytes()),
-        )])
-    };
-    Secret {
-        metadata,
-        type_: Some(labels::CONSUMER_SECRET_TYPE.to_string()),
-        data: Some(data),
-        ..Secret::default()
-    }
-}
-
-/// The record of a new key.
-pub struct NewKeyRecord<'a> {
-    pub key_id: &'a str,
-    pub region: &'a str,
-    pub account_id: &'a str,
-    pub created: Timestamp,
-    pub key_spec: KeySpec,
-    pub key_usage: KeyUsage,
-    pub origin: Origin,
-    pub protection_level: ProtectionLevel,
-    /// The initial version's id; `None` for a key that awaits imported material.
-    pub initial_version_id: Option<&'a str>,
-    pub pending_window_days: u32,
-}
-
-impl NewKeyRecord<'_> {
-    pub fn build(&self) -> KeyRecord {
-        let creation_date = truncate_to_second(self.created);
-        KeyRecord {
-            key_id: self.key_id.to_string(),
-            arn: format!(
-                "acs:kms:{}:{}:key/{}",
-                self.region, self.account_id, self.key_id
-            ),
-            creator: self.account_id.to_string(),
-            creation_date,
-            key_spec: self.key_spec,
-            key_usage: self.key_usage,
-            origin: self.origin,
-            protection_level: self.protection_level,
-            versions: self
-                .initial_version_id
-                .map(|id| VersionRecord {
-                    key_version_id: id.to_string(),
-                    creation_date,
-                    requested_by: None,
-                })
-                .into_iter()
-                .collect(),
-            pending_window_days: Some(self.pending_window_days),
-            deletion: None,
-            import_parameters: None,
-            imported: None,
-        }
     }
 }
