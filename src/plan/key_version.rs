@@ -6,7 +6,6 @@
 //! not exist yet waits for it: GitOps may apply them in any order.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::status::{Readiness, ready_conditions};
@@ -23,8 +22,8 @@ pub struct ObservedRequest<'a> {
     pub request: &'a KeyVersion,
     /// The Key named by `spec.keyRef`, if it exists.
     pub key: Option<&'a Key>,
-    /// That Key's material store, if it exists.
-    pub store: Option<&'a Secret>,
+    /// That Key's material store, if it exists: parsed, or why it cannot be used.
+    pub store: Option<&'a Result<Store, Rejection>>,
     /// Asymmetric versions across every key the operator manages, initial versions included.
     pub asymmetric_versions: usize,
 }
@@ -49,9 +48,7 @@ pub fn plan_request(
     let request = observed.request;
     let key_name = &request.spec.key_ref.name;
     let uid = request.uid();
-    let store = observed
-        .store
-        .and_then(|s| Store::parse(s.clone(), key_name).ok());
+    let store = observed.store.and_then(|s| s.as_ref().ok());
 
     // Already done: the store lists the version this request asked for (its status may not
     // have been written if the operator stopped in between), or the status says so.

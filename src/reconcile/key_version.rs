@@ -11,7 +11,8 @@ use super::{Context, grown_by_version};
 use crate::api::KeyVersion;
 use crate::error::Error;
 use crate::plan::key_version::{ObservedRequest, RequestPlan, plan_request};
-use crate::store;
+use crate::store::{self, Store};
+use k8s_openapi::api::core::v1::Secret;
 
 /// Adding the version takes one plan, a lost race another; then the request is reported.
 const MAX_PLANS: usize = 4;
@@ -32,6 +33,9 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
     } else {
         (None, None)
     };
+    // Each store is parsed once, when read or written.
+    let parse = |secret: Option<Secret>| secret.map(|s| Store::parse(s, key_name));
+    let mut store = parse(store.take());
 
     for _ in 0..MAX_PLANS {
         // Counted afresh for every plan: the limit holds across all keys, and this controller
@@ -49,12 +53,12 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
         let version_id = Uuid::new_v4().to_string();
         match plan_request(&observed, &ctx.settings, Timestamp::now(), &version_id) {
             RequestPlan::AddVersion(new_version) => {
-                let Some(current) = store.as_ref() else {
+                let Some(Ok(current)) = store.as_ref() else {
                     continue;
                 };
                 // Not noted as this process's own write: its watch event wakes the Key, whose
                 // consumer Secret then serves the new version.
-                let replaced = match grown_by_version(current, &new_version).await? {
+                let replaced = match grown_by_version(current.secret(), &new_version).await? {
                     Some(grown) => ctx.kube.replace_if_unchanged(&grown).await?,
                     None => None,
                 };
@@ -63,10 +67,10 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                         tracing::info!(key = %key_name, %namespace,
                             key_id = %new_version.record.key_id, key_version_id = %version_id,
                             request = %request.name_any(), "created key version");
-                        store = Some(replaced);
+                        store = parse(Some(replaced));
                     }
                     // The store changed since it was read: read it again and decide anew.
-                    None => store = ctx.kube.get_secret(&namespace, &store_name).await?,
+                    None => store = parse(ctx.kube.get_secret(&namespace, &store_name).await?),
                 }
             }
             RequestPlan::Report { status, notes } => {

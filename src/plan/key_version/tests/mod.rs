@@ -5,6 +5,7 @@
 //! reconciler does it (`store::with_new_version` with real material), so each plan's writes can
 //! be fed back in as the next observation. No assertion message prints a Secret.
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::*;
@@ -276,10 +277,14 @@ impl World {
 }
 
 fn plan_for(world: &World, request: &KeyVersion, now: Timestamp, version_id: &str) -> RequestPlan {
+    let store = world
+        .store
+        .as_ref()
+        .map(|s| Store::parse(s.clone(), KEY_NAME));
     let observed = ObservedRequest {
         request,
         key: world.key.as_ref(),
-        store: world.store.as_ref(),
+        store: store.as_ref(),
         asymmetric_versions: world.asymmetric_versions,
     };
     plan_request(&observed, &settings(), now, version_id)
