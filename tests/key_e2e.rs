@@ -6,7 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{TestEnv, data_digest, entry, entry_names, openssl, ready_message};
+use common::openssl::openssl;
+use common::{TestEnv, data_digest, entry, entry_names, ready_message};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use keyward::api::{AutomaticRotation, Key, KeySpec, KeyState};
