@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, data_digest, entry, ready_message};
+use common::{TestEnv, data_digest, entry, key_manifest, ready_message, symmetric_material};
 use keyward::api::{AutomaticRotation, KeyState, KeyVersion};
 use keyward::store::KeyRecord;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -18,17 +18,6 @@ const SECOND_DAYS: &[&str] = &[
     "--min-rotation-interval",
     "1s",
 ];
-
-fn key(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
-}
-
-async fn record(env: &TestEnv, name: &str) -> Option<KeyRecord> {
-    let store = env.secret(&format!("{name}.keyward-material")).await?;
-    Some(serde_json::from_slice(entry(&store, "key.json")).unwrap())
-}
 
 async fn wait_state(env: &TestEnv, name: &str, state: KeyState) -> keyward::api::Key {
     env.wait_key(name, state.as_str(), |k| {
@@ -46,22 +35,25 @@ async fn wait_state(env: &TestEnv, name: &str, state: KeyState) -> keyward::api:
 async fn disable_and_enable_withdraw_and_restore_the_same_material() {
     let mut env = TestEnv::new("disable").await;
     env.start_operator(SECOND_DAYS);
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "flip",
         "{enableAutomaticRotation: true, rotationInterval: 2s}",
     ))
     .await;
-    env.apply_key(&key("flip-ec", "{keySpec: EC_P256, keyUsage: SIGN/VERIFY}"))
-        .await;
+    env.apply_key(&key_manifest(
+        "flip-ec",
+        "{keySpec: EC_P256, keyUsage: SIGN/VERIFY}",
+    ))
+    .await;
     env.wait_ready("flip").await;
     env.wait_ready("flip-ec").await;
 
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "flip",
         "{enableAutomaticRotation: true, rotationInterval: 2s, keyState: Disabled}",
     ))
     .await;
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "flip-ec",
         "{keySpec: EC_P256, keyUsage: SIGN/VERIFY, keyState: Disabled}",
     ))
@@ -80,7 +72,7 @@ async fn disable_and_enable_withdraw_and_restore_the_same_material() {
     );
     wait_state(&env, "flip-ec", KeyState::Disabled).await;
     let store_before = data_digest(&env.secret("flip.keyward-material").await.unwrap());
-    let versions = record(&env, "flip").await.unwrap().versions.len();
+    let versions = env.record("flip").await.unwrap().versions.len();
 
     // Withdrawn: the Secret stays, says why, and holds no material.
     let consumer = env.secret("flip").await.unwrap();
@@ -97,7 +89,7 @@ async fn disable_and_enable_withdraw_and_restore_the_same_material() {
     // Suspended rotation does not fire; requests are refused with Rejected.Disabled.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
-        record(&env, "flip").await.unwrap().versions.len(),
+        env.record("flip").await.unwrap().versions.len(),
         versions,
         "a disabled key rotated"
     );
@@ -127,7 +119,7 @@ async fn disable_and_enable_withdraw_and_restore_the_same_material() {
     }
 
     // Enabled again: every version back, byte for byte.
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "flip",
         "{enableAutomaticRotation: true, rotationInterval: 2s}",
     ))
@@ -164,8 +156,8 @@ async fn disable_and_enable_withdraw_and_restore_the_same_material() {
 async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due() {
     let mut env = TestEnv::new("schedule").await;
     env.start_operator(SECOND_DAYS);
-    env.apply_key(&key("doomed", "{}")).await;
-    env.apply_key(&key("spared", "{}")).await;
+    env.apply_key(&key_manifest("doomed", "{}")).await;
+    env.apply_key(&key_manifest("spared", "{}")).await;
     env.wait_ready("doomed").await;
     let spared = env
         .wait_ready("spared")
@@ -176,19 +168,10 @@ async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due(
         .unwrap()
         .key_id;
     let spared_store = data_digest(&env.secret("spared.keyward-material").await.unwrap());
-    let spared_material: Vec<Vec<u8>> = env
-        .secret("spared.keyward-material")
-        .await
-        .unwrap()
-        .data
-        .iter()
-        .flatten()
-        .filter(|(n, _)| n.ends_with(".key"))
-        .map(|(_, b)| b.0.clone())
-        .collect();
+    let spared_material = symmetric_material(&env.secret("spared.keyward-material").await.unwrap());
 
     // Cancel before the date: nothing lost, nothing changed.
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "spared",
         "{keyState: PendingDeletion, pendingWindowInDays: 30}",
     ))
@@ -203,7 +186,8 @@ async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due(
             .delete_date
             .is_some()
     );
-    env.apply_key(&key("spared", "{keyState: Enabled}")).await;
+    env.apply_key(&key_manifest("spared", "{keyState: Enabled}"))
+        .await;
     let back = wait_state(&env, "spared", KeyState::Enabled)
         .await
         .status
@@ -217,15 +201,9 @@ async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due(
             .contains("cancelled the deletion")
     );
     let store = env.secret("spared.keyward-material").await.unwrap();
-    assert_eq!(record(&env, "spared").await.unwrap().deletion, None);
+    assert_eq!(env.record("spared").await.unwrap().deletion, None);
     assert_eq!(store.annotations().get("keyward.dev/delete-date"), None);
-    let material: Vec<Vec<u8>> = store
-        .data
-        .iter()
-        .flatten()
-        .filter(|(n, _)| n.ends_with(".key"))
-        .map(|(_, b)| b.0.clone())
-        .collect();
+    let material = symmetric_material(&store);
     assert_eq!(material, spared_material, "cancelling changed the material");
     assert_eq!(
         data_digest(&store),
@@ -234,7 +212,7 @@ async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due(
     );
 
     // Not cancelled: destroyed at the recorded date, never before.
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "doomed",
         "{keyState: PendingDeletion, pendingWindowInDays: 7}",
     ))
@@ -275,7 +253,8 @@ async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due(
     );
     env.wait_event("doomed", "KeyMaterialDestroyed").await;
     // A destroyed key stays destroyed: nothing is minted for this Key object again.
-    env.apply_key(&key("doomed", "{keyState: Enabled}")).await;
+    env.apply_key(&key_manifest("doomed", "{keyState: Enabled}"))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(env.secret("doomed.keyward-material").await.is_none());
     assert_eq!(
@@ -289,7 +268,7 @@ async fn deleting_and_reapplying_a_key_within_the_window_restores_it_and_a_resta
  {
     let mut env = TestEnv::new("gitops-delete").await;
     env.start_operator(SECOND_DAYS);
-    let manifest = key(
+    let manifest = key_manifest(
         "pruned",
         "{pendingWindowInDays: 12, keySpec: EC_SM2, keyUsage: SIGN/VERIFY}",
     );
@@ -323,7 +302,7 @@ async fn deleting_and_reapplying_a_key_within_the_window_restores_it_and_a_resta
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let scheduled = loop {
-        if let Some(deletion) = record(&env, "pruned").await.and_then(|r| r.deletion) {
+        if let Some(deletion) = env.record("pruned").await.and_then(|r| r.deletion) {
             break deletion;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -340,7 +319,7 @@ async fn deleting_and_reapplying_a_key_within_the_window_restores_it_and_a_resta
     env.start_operator(SECOND_DAYS);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        record(&env, "pruned").await.unwrap().deletion,
+        env.record("pruned").await.unwrap().deletion,
         Some(scheduled.clone())
     );
 
@@ -394,7 +373,7 @@ async fn deleting_and_reapplying_a_key_within_the_window_restores_it_and_a_resta
 async fn deletion_protection_refuses_scheduling_and_holds_the_keys_deletion() {
     let mut env = TestEnv::new("protection").await;
     env.start_operator(SECOND_DAYS);
-    env.apply_key(&key("guarded", "{deletionProtection: true}"))
+    env.apply_key(&key_manifest("guarded", "{deletionProtection: true}"))
         .await;
     env.wait_key("guarded", "holding the finalizer", |k| {
         k.finalizers()
@@ -403,7 +382,7 @@ async fn deletion_protection_refuses_scheduling_and_holds_the_keys_deletion() {
     })
     .await;
 
-    env.apply_key(&key(
+    env.apply_key(&key_manifest(
         "guarded",
         "{deletionProtection: true, keyState: PendingDeletion}",
     ))
@@ -415,9 +394,9 @@ async fn deletion_protection_refuses_scheduling_and_holds_the_keys_deletion() {
         ready_message(&refused)
             .starts_with("Forbidden.DeletionProtection: spec.keyState PendingDeletion is refused")
     );
-    assert!(record(&env, "guarded").await.unwrap().deletion.is_none());
+    assert!(env.record("guarded").await.unwrap().deletion.is_none());
 
-    env.apply_key(&key("guarded", "{deletionProtection: true}"))
+    env.apply_key(&key_manifest("guarded", "{deletionProtection: true}"))
         .await;
     env.wait_ready("guarded").await;
     env.keys()
@@ -436,7 +415,7 @@ async fn deletion_protection_refuses_scheduling_and_holds_the_keys_deletion() {
         ready_message(&held)
     );
     assert!(
-        record(&env, "guarded").await.unwrap().deletion.is_none(),
+        env.record("guarded").await.unwrap().deletion.is_none(),
         "held means nothing scheduled"
     );
 
@@ -452,7 +431,8 @@ async fn deletion_protection_refuses_scheduling_and_holds_the_keys_deletion() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let deadline = Instant::now() + common::CONVERGE;
-    while record(&env, "guarded")
+    while env
+        .record("guarded")
         .await
         .and_then(|r| r.deletion)
         .is_none()

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::TestEnv;
+use common::{TestEnv, key_manifest};
 use keyward::api::{Key, KeyMetadata, KeyVersion};
 use kube::Api;
 use serde_json::Value;
@@ -48,12 +48,6 @@ async fn plugin(env: &TestEnv, args: &[&str]) -> Run {
         stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
         stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
     }
-}
-
-fn key_manifest(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
 }
 
 fn is_uuid_v4(text: &str) -> bool {
