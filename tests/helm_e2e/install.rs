@@ -2,9 +2,12 @@
 //! namespaced; what its ServiceAccount may do; and the operator, run with the Deployment's
 //! arguments as that ServiceAccount, reconciling every example.
 
+use std::path::Path;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use keyward::api::Key;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -63,16 +66,7 @@ async fn helm_install_upgrade_uninstall_cluster_wide_and_the_chart_rbac_reconcil
     // The operator as the ServiceAccount, with the Deployment's arguments; confined to this
     // test's namespace so it cannot touch other tests' Keys on the shared cluster (the RBAC
     // is still the ClusterRole's). No --account-id: it reads kube-system.
-    let mut operator = start_chart_operator(&env, &release, &kubeconfig, Some(ns)).await;
-    assert_probes_answer(&mut operator).await;
-    wait_lease_held_by(&env, &fullname, &format!("{fullname}-0")).await;
-    let keys = reconcile_examples(&env).await;
-    let namespaces: Api<Namespace> = Api::all(env.client.clone());
-    let kube_system = namespaces.get("kube-system").await.unwrap();
-    for key in &keys {
-        assert_eq!(arn_account(key), kube_system.uid().unwrap());
-    }
-    drop(operator);
+    let keys = reconcile_examples_as_the_chart(&env, &release, &kubeconfig, ns).await;
 
     // Uninstall: the chart's objects go, the CRDs, the Keys and their material stay.
     let uninstalled = release.uninstall();
@@ -105,6 +99,29 @@ async fn helm_install_upgrade_uninstall_cluster_wide_and_the_chart_rbac_reconcil
         keys.len()
     );
     assert_material_present(&env, &keys).await;
+}
+
+/// The operator as the release's ServiceAccount, with the Deployment's arguments, confined to
+/// `ns`: its probes answer, it takes the release's Lease, and it reconciles every example
+/// (their ARNs carry the kube-system namespace's uid as the account); returns the Keys.
+async fn reconcile_examples_as_the_chart(
+    env: &TestEnv,
+    release: &Release,
+    kubeconfig: &Path,
+    ns: &str,
+) -> Vec<Key> {
+    let fullname = release.fullname();
+    let mut operator = start_chart_operator(env, release, kubeconfig, Some(ns)).await;
+    assert_probes_answer(&mut operator).await;
+    wait_lease_held_by(env, &fullname, &format!("{fullname}-0")).await;
+    let keys = reconcile_examples(env).await;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let kube_system = namespaces.get("kube-system").await.unwrap();
+    for key in &keys {
+        assert_eq!(arn_account(key), kube_system.uid().unwrap());
+    }
+    drop(operator);
+    keys
 }
 
 /// The CRDs the release holds (in its manifest), sorted; each has the keep policy.
