@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use keyward::store::{KeyRecord, RECORD_ENTRY};
 
 use crate::checks::assert_converged;
 use crate::common::{self, TestEnv};
 use crate::fleet::{Fleet, KeyDef, MIXED, apply_all, probe, request_versions};
 use crate::proxy::{ProxiedKubeconfig, Proxy, loopback_upstream, start_proxied_operator};
 use crate::recovery::{measure_recovery, wait_all_ready, wait_rotated_since};
-use crate::snapshot::{Snapshot, assert_preserved, key_of, list_stores, observe, second_of};
+use crate::snapshot::{Snapshot, assert_preserved, newest_versions, observe, second_of};
 use crate::{CLUSTER, FLAGS, RECOVER, ms};
 
 /// One fault through the proxy.
@@ -182,17 +181,7 @@ async fn poll_recovery(
             .and_then(|k| common::ready_reason(&k))
             .as_deref()
             == Some("KeyReady");
-        let mut newest = BTreeMap::new();
-        for store in list_stores(env).await {
-            let record: Option<KeyRecord> = store
-                .data
-                .as_ref()
-                .and_then(|d| d.get(RECORD_ENTRY))
-                .and_then(|r| serde_json::from_slice(&r.0).ok());
-            if let Some(version) = record.as_ref().and_then(|r| r.newest_version()) {
-                newest.insert(key_of(&store), version.creation_date.clone());
-            }
-        }
+        let newest = newest_versions(env).await;
         let rotated = fleet.rotating().iter().all(|k| {
             newest
                 .get(&k.name)

@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use keyward::api::Key;
-use keyward::store::{KeyRecord, RECORD_ENTRY};
 use kube::ResourceExt;
 use kube::api::ListParams;
 
 use crate::RECOVER;
 use crate::common::{self, TestEnv};
 use crate::fleet::Fleet;
-use crate::snapshot::{key_of, list_stores, second_of};
+use crate::snapshot::{newest_versions, second_of};
 
 /// Waits until every key of the fleet is Ready at its current generation; returns how long
 /// that took, or panics naming the keys that are not, with their condition.
@@ -81,15 +80,10 @@ pub async fn wait_rotated_since(env: &TestEnv, fleet: &Fleet, since: Timestamp) 
     let started = Instant::now();
     let deadline = started + RECOVER;
     loop {
-        let stores = list_stores(env).await;
-        let newest: BTreeMap<String, i64> = stores
-            .iter()
-            .filter_map(|s| {
-                let bytes = s.data.as_ref()?.get(RECORD_ENTRY)?;
-                let record: KeyRecord = serde_json::from_slice(&bytes.0).ok()?;
-                let at = second_of(&record.newest_version()?.creation_date);
-                Some((key_of(s), at))
-            })
+        let newest: BTreeMap<String, i64> = newest_versions(env)
+            .await
+            .into_iter()
+            .map(|(key, date)| (key, second_of(&date)))
             .collect();
         let behind: Vec<String> = fleet
             .rotating()
@@ -142,15 +136,7 @@ pub async fn measure_recovery(
         }
         let mut behind = Vec::new();
         if rotated_at.is_none() {
-            let newest: BTreeMap<String, String> = list_stores(env)
-                .await
-                .iter()
-                .filter_map(|s| {
-                    let bytes = s.data.as_ref()?.get(RECORD_ENTRY)?;
-                    let record: KeyRecord = serde_json::from_slice(&bytes.0).ok()?;
-                    Some((key_of(s), record.newest_version()?.creation_date.clone()))
-                })
-                .collect();
+            let newest = newest_versions(env).await;
             behind = fleet
                 .rotating()
                 .iter()

@@ -252,6 +252,20 @@ pub async fn list_stores(env: &TestEnv) -> Vec<Secret> {
     .items
 }
 
+/// The creation date of each store's newest version, by key (of the stores whose record
+/// reads).
+pub async fn newest_versions(env: &TestEnv) -> BTreeMap<String, String> {
+    list_stores(env)
+        .await
+        .iter()
+        .filter_map(|s| {
+            let bytes = s.data.as_ref()?.get(RECORD_ENTRY)?;
+            let record: KeyRecord = serde_json::from_slice(&bytes.0).ok()?;
+            Some((key_of(s), record.newest_version()?.creation_date.clone()))
+        })
+        .collect()
+}
+
 /// Nothing that `before` held is lost or changed in `after`: the same KeyId, the same versions
 /// first and in the same order, each with the same digest. Returns how many versions were
 /// compared.
