@@ -16,7 +16,7 @@
 //!
 //! The restart tests need the control plane's directory (`hack/local-cluster.sh up DIR`) in
 //! `KEYWARD_TEST_CLUSTER_DIR`, which hack/test.sh sets for the cluster it starts; the proxy
-//! test needs an API server on a loopback address. Against other clusters these tests fail,
+//! tests need an API server on a loopback address. Against other clusters these tests fail,
 //! saying why, unless `KEYWARD_TEST_SKIP_RESTARTS=1`: then they print that they were SKIPPED
 //! (on stderr, even when the harness captures output) and return.
 //!
