@@ -15,7 +15,7 @@ if [ -z "${KEYWARD_TEST_KUBECONFIG:-}" ]; then
   trap 'hack/local-cluster.sh down "$cluster_dir"; rm -rf "$cluster_dir"' EXIT
   hack/local-cluster.sh up "$cluster_dir"
   export KEYWARD_TEST_KUBECONFIG=$cluster_dir/kubeconfig
-  export KEYWARD_TEST_CLUSTER_DIR=$cluster_dir # lets tests/faults.rs restart components
+  export KEYWARD_TEST_CLUSTER_DIR=$cluster_dir # lets tests/faults/ restart components
 fi
 
 cargo test --locked --all-targets "$@"

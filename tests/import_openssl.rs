@@ -9,15 +9,13 @@
 //! Scratch files are owner-only (0700 directory, 0600 files) and removed when each test ends.
 //! Assertion messages carry OpenSSL's output, error messages and lengths, never key bytes.
 
-use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use common::openssl::openssl_ok;
+use common::scratch::Scratch;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use keyward::api::ImportParameters;
@@ -46,74 +44,6 @@ const OAEP_SHA256: &[&str] = &[
     "rsa_mgf1_md:sha256",
 ];
 
-/// A scratch directory only its owner can enter, removed (with the files in it) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let unique = format!(
-            "keyward-import-{test}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(unique);
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .expect("create temp dir");
-        Self(path)
-    }
-
-    /// Writes `bytes` readable by the owner only: some of them are key material.
-    fn write(&self, name: &str, bytes: &[u8]) {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.0.join(name))
-            .and_then(|mut file| file.write_all(bytes))
-            .expect("write temp file");
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        fs::read(self.0.join(name)).expect("read temp file")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `openssl` with `args` in `dir`, with a umask that keeps the files it creates private.
-fn openssl(dir: &TempDir, args: &[&str]) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg("umask 077 && exec openssl \"$@\"")
-        .arg("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-        .expect("run the openssl CLI")
-}
-
-/// Runs `openssl` and returns stdout; on failure panics with `what` and OpenSSL's output. No
-/// command here prints key material: the material and ciphertext go to files (`-in`, `-out`),
-/// and keys are only printed as their public halves.
-fn openssl_ok(dir: &TempDir, what: &str, args: &[&str]) -> Vec<u8> {
-    let output = openssl(dir, args);
-    assert!(
-        output.status.success(),
-        "openssl failed to {what} ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
 fn random(len: usize) -> SecretBytes {
     let mut bytes = vec![0; len];
     getrandom::fill(&mut bytes).expect("OS RNG");
@@ -126,7 +56,7 @@ fn parameters() -> &'static ImportParameters {
 
 /// Writes the published public key and `material` into `dir` and wraps the material with the
 /// OpenSSL CLI, with `padding` options; returns the raw ciphertext.
-fn openssl_wrap(dir: &TempDir, material: &SecretBytes, padding: &[&str]) -> Vec<u8> {
+fn openssl_wrap(dir: &Scratch, material: &SecretBytes, padding: &[&str]) -> Vec<u8> {
     dir.write("pub.pem", parameters().public_key.as_bytes());
     dir.write("material", material.expose());
     let args = [
@@ -167,7 +97,7 @@ fn import(
 
 /// Wraps `len` random bytes with OpenSSL and imports them as `key_spec`.
 fn assert_openssl_wrapped_material_imports(key_spec: KeySpec, len: usize) {
-    let dir = TempDir::new("round-trip");
+    let dir = Scratch::new("round-trip");
     let material = random(len);
     let wrapped = openssl_wrap(&dir, &material, OAEP_SHA256);
     assert_eq!(wrapped.len(), 256, "an RSA-2048 ciphertext is 256 bytes");
@@ -192,7 +122,7 @@ fn openssl_wrapped_sm4_material_unwraps_to_the_same_16_bytes() {
 
 /// Wraps 32 bytes with OpenSSL using `padding` and asserts the import is InvalidKeyMaterial.
 fn assert_openssl_wrapping_is_refused(what: &str, padding: &[&str]) {
-    let dir = TempDir::new("wrong-padding");
+    let dir = Scratch::new("wrong-padding");
     let wrapped = openssl_wrap(&dir, &random(32), padding);
     let error = import(
         &import_secret(wrapped, &parameters().import_token),
@@ -248,7 +178,7 @@ fn openssl_pkcs1_v1_5_is_invalid_key_material() {
 
 #[test]
 fn a_wrong_token_is_invalid_import_token() {
-    let dir = TempDir::new("wrong-token");
+    let dir = Scratch::new("wrong-token");
     let wrapped = openssl_wrap(&dir, &random(32), OAEP_SHA256);
     let (other, _) = issue_parameters(ISSUED.parse().expect("timestamp")).expect("issue");
     let error = import(
@@ -264,7 +194,7 @@ fn a_wrong_token_is_invalid_import_token() {
 
 #[test]
 fn openssl_reads_the_public_key_as_rsa_2048() {
-    let dir = TempDir::new("text-pub");
+    let dir = Scratch::new("text-pub");
     dir.write("pub.pem", parameters().public_key.as_bytes());
     let text = openssl_ok(
         &dir,
@@ -281,7 +211,7 @@ fn openssl_reads_the_public_key_as_rsa_2048() {
 /// half of the published public key.
 #[test]
 fn openssl_derives_the_published_public_key_from_the_kept_private_key() {
-    let dir = TempDir::new("pubout");
+    let dir = Scratch::new("pubout");
     dir.write("priv.pem", PARAMETERS.1.expose());
     openssl_ok(
         &dir,

@@ -6,13 +6,10 @@
 //! parse, a public key that does not belong to the private key, or a wrong curve makes a test
 //! fail. Assertion messages carry OpenSSL's stderr and public data only, never key material.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::openssl::{openssl_fails, openssl_ok};
+use common::scratch::Scratch;
 use keyward::api::KeySpec;
 use keyward::kms::material::{Material, SecretBytes, generate};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -21,84 +18,6 @@ const MESSAGE: &[u8] = b"keyward: the same message for every implementation\n";
 const TAMPERED: &[u8] = b"keyward: the same message for every implementation!\n";
 /// The default SM2 distinguishing identifier of GM/T 0009; OpenSSL 3.0 defaults to an empty one.
 const SM2_DISTID: &str = "1234567812345678";
-
-/// A scratch directory that is removed (with the key files in it) when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let unique = format!(
-            "keyward-material-{test}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(unique);
-        fs::create_dir(&path).expect("create temp dir");
-        Self(path)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes `bytes` readable by the owner only, since some of them are private keys.
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(name);
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| file.write_all(bytes))
-            .expect("write temp file");
-        path
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        fs::read(self.path(name)).expect("read temp file")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &TempDir, args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-        .expect("run the openssl CLI")
-}
-
-/// Runs `openssl` and returns stdout; on failure panics with `what` and OpenSSL's output (not
-/// the arguments, which may hold a hex key). No command here prints key material: private keys
-/// are only read with `-noout`, `-text_pub` or `-pubout`.
-fn openssl_ok(dir: &TempDir, what: &str, args: &[&str]) -> Vec<u8> {
-    let output = openssl(dir, args);
-    assert!(
-        output.status.success(),
-        "openssl failed to {what} ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
-/// Asserts that OpenSSL rejects the operation (e.g. verifying a tampered message).
-fn openssl_fails(dir: &TempDir, what: &str, args: &[&str]) {
-    let output = openssl(dir, args);
-    assert!(
-        !output.status.success(),
-        "openssl should have refused to {what}, but it succeeded:\n{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-}
 
 fn symmetric(spec: KeySpec) -> SecretBytes {
     match generate(spec).expect("generate") {
@@ -109,7 +28,7 @@ fn symmetric(spec: KeySpec) -> SecretBytes {
 
 /// Generates a key pair for `spec` and writes it as `priv.pem` and `pub.pem`, plus the message
 /// as `msg` and its tampered twin as `tampered`.
-fn asymmetric(spec: KeySpec, dir: &TempDir) -> (SecretBytes, String) {
+fn asymmetric(spec: KeySpec, dir: &Scratch) -> (SecretBytes, String) {
     let Material::Asymmetric {
         private_pem,
         public_pem,
@@ -136,7 +55,7 @@ fn hex(bytes: &[u8]) -> String {
 /// matches the private part), and its public description contains every `expected` line.
 /// Only the public text (`-text_pub`) is read, so it may appear in assertion messages.
 fn assert_openssl_reads(spec: KeySpec, expected: &[&str]) {
-    let dir = TempDir::new("reads");
+    let dir = Scratch::new("reads");
     asymmetric(spec, &dir);
     openssl_ok(
         &dir,
@@ -157,7 +76,7 @@ fn assert_openssl_reads(spec: KeySpec, expected: &[&str]) {
 #[test]
 fn public_pem_equals_openssl_derivation_from_private_key_for_every_asymmetric_spec() {
     for spec in KeySpec::ALL.iter().copied().filter(|s| !s.is_symmetric()) {
-        let dir = TempDir::new("pubout");
+        let dir = Scratch::new("pubout");
         let (_, public_pem) = asymmetric(spec, &dir);
         let derived = openssl_ok(
             &dir,
@@ -185,7 +104,7 @@ fn rsa_2048_is_read_by_openssl_with_2048_bit_modulus_and_exponent_65537() {
 
 #[test]
 fn rsa_2048_oaep_sha256_round_trip_with_openssl() {
-    let dir = TempDir::new("rsa-oaep");
+    let dir = Scratch::new("rsa-oaep");
     asymmetric(KeySpec::Rsa2048, &dir);
     let oaep = [
         "-pkeyopt",
@@ -213,7 +132,7 @@ fn rsa_2048_oaep_sha256_round_trip_with_openssl() {
 
 #[test]
 fn rsa_2048_pss_signature_verifies_with_openssl_and_tampered_message_fails() {
-    let dir = TempDir::new("rsa-pss");
+    let dir = Scratch::new("rsa-pss");
     asymmetric(KeySpec::Rsa2048, &dir);
     let pss = ["-sigopt", "rsa_padding_mode:pss"];
     let sign = [
@@ -253,7 +172,7 @@ fn ec_p256k_is_read_by_openssl_as_secp256k1() {
 
 /// OpenSSL signs with our private PEM and verifies with our public PEM; a tampered message fails.
 fn assert_openssl_ecdsa_sha256_round_trip(spec: KeySpec) {
-    let dir = TempDir::new("ecdsa-openssl");
+    let dir = Scratch::new("ecdsa-openssl");
     asymmetric(spec, &dir);
     openssl_ok(
         &dir,
@@ -264,7 +183,7 @@ fn assert_openssl_ecdsa_sha256_round_trip(spec: KeySpec) {
 }
 
 /// `sig` (DER ECDSA over SHA-256) verifies against `pub.pem` for `msg` but not for `tampered`.
-fn assert_openssl_verifies_ecdsa_sha256(dir: &TempDir) {
+fn assert_openssl_verifies_ecdsa_sha256(dir: &Scratch) {
     let verify = |file| {
         [
             "dgst",
@@ -292,7 +211,7 @@ fn ec_p256k_ecdsa_sha256_round_trip_with_openssl() {
 
 #[test]
 fn ec_p256_rustcrypto_signature_verifies_with_openssl() {
-    let dir = TempDir::new("p256-rustcrypto");
+    let dir = Scratch::new("p256-rustcrypto");
     let (private_pem, _) = asymmetric(KeySpec::EcP256, &dir);
     let key = p256::ecdsa::SigningKey::from_pkcs8_pem(private_pem_str(&private_pem))
         .expect("p256 parses our private PEM");
@@ -303,7 +222,7 @@ fn ec_p256_rustcrypto_signature_verifies_with_openssl() {
 
 #[test]
 fn ec_p256k_rustcrypto_signature_verifies_with_openssl() {
-    let dir = TempDir::new("k256-rustcrypto");
+    let dir = Scratch::new("k256-rustcrypto");
     let (private_pem, _) = asymmetric(KeySpec::EcP256K, &dir);
     let key = k256::ecdsa::SigningKey::from_pkcs8_pem(private_pem_str(&private_pem))
         .expect("k256 parses our private PEM");
@@ -331,7 +250,7 @@ fn sm2_verify_args<'a>(file: &'a str, distid: &'a [&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn ec_sm2_sm3_signature_round_trip_with_openssl() {
-    let dir = TempDir::new("sm2-sign");
+    let dir = Scratch::new("sm2-sign");
     asymmetric(KeySpec::EcSm2, &dir);
     openssl_ok(
         &dir,
@@ -355,7 +274,7 @@ fn ec_sm2_sm3_signature_round_trip_with_openssl() {
 
 #[test]
 fn ec_sm2_rustcrypto_signature_verifies_with_openssl() {
-    let dir = TempDir::new("sm2-rustcrypto-sign");
+    let dir = Scratch::new("sm2-rustcrypto-sign");
     let (private_pem, _) = asymmetric(KeySpec::EcSm2, &dir);
     let secret = sm2::SecretKey::from_pkcs8_pem(private_pem_str(&private_pem))
         .expect("sm2 parses our private PEM");
@@ -378,7 +297,7 @@ fn ec_sm2_rustcrypto_signature_verifies_with_openssl() {
 
 #[test]
 fn ec_sm2_encryption_round_trip_with_openssl() {
-    let dir = TempDir::new("sm2-encrypt");
+    let dir = Scratch::new("sm2-encrypt");
     asymmetric(KeySpec::EcSm2, &dir);
     openssl_ok(
         &dir,
@@ -398,7 +317,7 @@ fn ec_sm2_encryption_round_trip_with_openssl() {
 
 #[test]
 fn ec_sm2_rustcrypto_ciphertext_decrypts_with_openssl() {
-    let dir = TempDir::new("sm2-rustcrypto-encrypt");
+    let dir = Scratch::new("sm2-rustcrypto-encrypt");
     let (_, public_pem) = asymmetric(KeySpec::EcSm2, &dir);
     let public = sm2::PublicKey::from_public_key_pem(&public_pem).expect("sm2 parses our SPKI");
     let ciphertext = sm2::pke::EncryptingKey::new(public)
@@ -449,7 +368,7 @@ fn aliyun_aes_256_is_a_32_byte_aes_256_gcm_key_in_openssl_and_tag_mismatch_fails
 fn aliyun_sm4_cbc_round_trip_with_openssl_cli() {
     let key = symmetric(KeySpec::AliyunSm4);
     assert_eq!(key.len(), 16);
-    let dir = TempDir::new("sm4-cbc");
+    let dir = Scratch::new("sm4-cbc");
     dir.write("msg", MESSAGE);
     let (key_hex, iv_hex) = (hex(key.expose()), hex(&[7u8; 16]));
     let sm4 = ["-sm4-cbc", "-K", key_hex.as_str(), "-iv", iv_hex.as_str()];
@@ -475,7 +394,7 @@ fn aliyun_sm4_block_from_openssl_ecb_equals_rustcrypto_sm4() {
     assert_eq!(key.len(), 16);
     let plaintext: [u8; 16] = MESSAGE[..16].try_into().unwrap();
 
-    let dir = TempDir::new("sm4-ecb");
+    let dir = Scratch::new("sm4-ecb");
     dir.write("block", &plaintext);
     let key_hex = hex(key.expose());
     let from_openssl = openssl_ok(

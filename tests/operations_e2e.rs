@@ -5,18 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, entry, http_get};
+use common::operator::logged_field;
+use common::{TestEnv, entry, http_get, key_manifest};
 use k8s_openapi::api::coordination::v1::Lease;
 use keyward::api::Key;
 use keyward::store::KeyRecord;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
-
-fn key_manifest(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
-}
 
 async fn lease_holder(env: &TestEnv) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -28,16 +23,8 @@ async fn lease_holder(env: &TestEnv) -> Option<String> {
 fn leader_of(env: &TestEnv, candidates: &[usize]) -> Option<(usize, String)> {
     candidates.iter().find_map(|&i| {
         let log = env.operator_log(i);
-        let line = log
-            .lines()
-            .find(|l| l.contains("acquired the leader Lease"))?;
-        let identity = line
-            .split("identity=")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .to_string();
-        Some((i, identity))
+        let identity = logged_field(&log, "acquired the leader Lease", "identity")?;
+        Some((i, identity.to_string()))
     })
 }
 
@@ -119,6 +106,12 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease_duration() 
     .await;
     env.wait_ready("after-failover").await;
 
+    assert_minted_once_across_the_failover(&env).await;
+}
+
+/// Across the failover, the RSA key was minted once, and the rotating key went on rotating,
+/// never twice in one interval.
+async fn assert_minted_once_across_the_failover(env: &TestEnv) {
     let store = env.secret("ha-rsa.keyward-material").await.unwrap();
     let record: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
     assert_eq!(record.versions.len(), 1, "the RSA key was minted once");

@@ -6,7 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use common::TestEnv;
+use common::{TestEnv, key_manifest};
+use keyward::api::key::KeyVersionEntry;
 use keyward::api::{Key, KeyMetadata, KeyVersion};
 use kube::Api;
 use serde_json::Value;
@@ -48,12 +49,6 @@ async fn plugin(env: &TestEnv, args: &[&str]) -> Run {
         stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
         stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
     }
-}
-
-fn key_manifest(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
 }
 
 fn is_uuid_v4(text: &str) -> bool {
@@ -251,24 +246,7 @@ async fn create_key_version_adds_a_version_that_list_key_versions_then_lists() {
     assert!(is_uuid_v4(json["RequestId"].as_str().unwrap()));
 
     // The KeyVersion stays as the record of the request, and its name is on stderr.
-    let requests: Api<KeyVersion> = Api::namespaced(env.client.clone(), &env.namespace);
-    let listed = requests.list(&Default::default()).await.unwrap().items;
-    assert_eq!(listed.len(), 1);
-    let request = &listed[0];
-    let name = request.metadata.name.clone().unwrap();
-    assert!(name.starts_with("signer-"), "{name}");
-    assert_eq!(request.metadata.generate_name.as_deref(), Some("signer-"));
-    assert_eq!(request.spec.key_ref.name, "signer");
-    assert!(run.stderr.contains(&name), "stderr: {}", run.stderr);
-    let response = request
-        .status
-        .as_ref()
-        .unwrap()
-        .key_version
-        .clone()
-        .unwrap();
-    assert_eq!(response.key_version_id, version_id);
-    assert_eq!(response.creation_date, creation_date);
+    assert_request_recorded(&env, &run, &version_id, &creation_date).await;
 
     // The Key's status lists the new version after the initial one.
     let key = env
@@ -287,16 +265,54 @@ async fn create_key_version_adds_a_version_that_list_key_versions_then_lists() {
     assert_eq!(versions[1].creation_date, creation_date);
 
     // ListKeyVersions: every version, oldest first, on one page.
-    let run = plugin(&env, &["list-key-versions", "signer"]).await;
+    assert_list_key_versions(&env, &metadata.key_id, &versions).await;
+
+    // An asymmetric key has no primary version: DescribeKey prints it empty.
+    let run = plugin(&env, &["describe-key", "signer"]).await;
+    let json = run.assert_success().json();
+    assert_eq!(json["KeyMetadata"]["PrimaryKeyVersion"], "");
+    assert_eq!(
+        json["KeyMetadata"]["LastRotationDate"],
+        creation_date.as_str()
+    );
+}
+
+/// The KeyVersion that `run` (a create-key-version) made stays as the record of the request,
+/// answered with `version_id` created at `creation_date`, and its name is on stderr.
+async fn assert_request_recorded(env: &TestEnv, run: &Run, version_id: &str, creation_date: &str) {
+    let requests: Api<KeyVersion> = Api::namespaced(env.client.clone(), &env.namespace);
+    let listed = requests.list(&Default::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1);
+    let request = &listed[0];
+    let name = request.metadata.name.clone().unwrap();
+    assert!(name.starts_with("signer-"), "{name}");
+    assert_eq!(request.metadata.generate_name.as_deref(), Some("signer-"));
+    assert_eq!(request.spec.key_ref.name, "signer");
+    assert!(run.stderr.contains(&name), "stderr: {}", run.stderr);
+    let response = request
+        .status
+        .as_ref()
+        .unwrap()
+        .key_version
+        .clone()
+        .unwrap();
+    assert_eq!(response.key_version_id, version_id);
+    assert_eq!(response.creation_date, creation_date);
+}
+
+/// ListKeyVersions, as JSON and as XML: every one of `versions` of key `key_id`, oldest first,
+/// on one page.
+async fn assert_list_key_versions(env: &TestEnv, key_id: &str, versions: &[KeyVersionEntry]) {
+    let run = plugin(env, &["list-key-versions", "signer"]).await;
     run.assert_success();
     let json = run.json();
     let listed = json["KeyVersions"]["KeyVersion"].as_array().expect("list");
     assert_eq!(listed.len(), 2, "{json}");
-    for (printed, version) in listed.iter().zip(&versions) {
+    for (printed, version) in listed.iter().zip(versions) {
         assert_eq!(
             printed,
             &serde_json::json!({
-                "KeyId": metadata.key_id,
+                "KeyId": key_id,
                 "KeyVersionId": version.key_version_id,
                 "CreationDate": version.creation_date,
             })
@@ -316,7 +332,7 @@ async fn create_key_version_adds_a_version_that_list_key_versions_then_lists() {
         run.stdout
     );
 
-    let run = plugin(&env, &["list-key-versions", "signer", "--format", "xml"]).await;
+    let run = plugin(env, &["list-key-versions", "signer", "--format", "xml"]).await;
     run.assert_success();
     let xml = run.stdout.trim_end();
     assert!(xml.starts_with("<KMS>\n    <KeyVersions>\n        <KeyVersion>\n"));
@@ -327,19 +343,10 @@ async fn create_key_version_adds_a_version_that_list_key_versions_then_lists() {
             .map(|v| v.key_version_id.clone())
             .collect::<Vec<_>>()
     );
-    assert_eq!(xml_texts(xml, "KeyId"), vec![metadata.key_id.clone(); 2]);
+    assert_eq!(xml_texts(xml, "KeyId"), vec![key_id.to_string(); 2]);
     assert_eq!(xml_texts(xml, "TotalCount"), ["2"]);
     assert_eq!(xml_texts(xml, "PageNumber"), ["1"]);
     assert_eq!(xml_texts(xml, "PageSize"), ["2"]);
-
-    // An asymmetric key has no primary version: DescribeKey prints it empty.
-    let run = plugin(&env, &["describe-key", "signer"]).await;
-    let json = run.assert_success().json();
-    assert_eq!(json["KeyMetadata"]["PrimaryKeyVersion"], "");
-    assert_eq!(
-        json["KeyMetadata"]["LastRotationDate"],
-        creation_date.as_str()
-    );
 }
 
 #[tokio::test]

@@ -1,0 +1,89 @@
+//! The test cluster itself: where its kubeconfig is, a client for it, and the CRDs every test
+//! needs installed.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+
+use super::CONVERGE;
+
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("KEYWARD_TEST_KUBECONFIG") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "KEYWARD_TEST_KUBECONFIG is not set: run the suite with hack/test.sh, which starts a \
+             local control plane, or point it at a disposable cluster's kubeconfig"
+        ),
+    }
+}
+
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("usable kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Installs (or updates) the CRDs and waits until they are served. Create/replace rather than
+/// server-side apply: the 1.20 test server silently drops the CEL rules on create, but its
+/// server-side apply rejects them. A digest annotation tells whether the served CRD is already
+/// this one (the server's defaults make a field comparison useless), and a replace keeps the
+/// annotations others put there (Helm's resource policy among them).
+pub async fn install_crds(client: &Client) {
+    const DIGEST: &str = "keyward.dev/test-crd-digest";
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in keyward::api::crds() {
+        let name = crd.name_any();
+        let digest = {
+            use sha2::{Digest, Sha256};
+            let bytes = Sha256::digest(keyward::api::crd_yaml(&crd).as_bytes());
+            bytes[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let mut desired = crd.clone();
+            let result = match crds.get_opt(&name).await.expect("get CRD") {
+                Some(current) if current.annotations().get(DIGEST) == Some(&digest) => Ok(current),
+                Some(current) => {
+                    let mut annotations = current.annotations().clone();
+                    annotations.insert(DIGEST.into(), digest.clone());
+                    desired.metadata.annotations = Some(annotations);
+                    desired.metadata.labels = Some(current.labels().clone());
+                    desired.metadata.resource_version = current.resource_version();
+                    crds.replace(&name, &PostParams::default(), &desired).await
+                }
+                None => {
+                    desired
+                        .annotations_mut()
+                        .insert(DIGEST.into(), digest.clone());
+                    crds.create(&PostParams::default(), &desired).await
+                }
+            };
+            match result {
+                Ok(current) if is_established(&current) => break,
+                // Another test is installing it concurrently, or it is not served yet.
+                Ok(_) | Err(kube::Error::Api(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(_) => panic!("CRD {name} was not established"),
+                Err(e) => panic!("installing CRD {name}: {e}"),
+            }
+        }
+    }
+}
+
+fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| c.type_ == "Established" && c.status == "True")
+}

@@ -1,0 +1,246 @@
+//! The key-material leak check: whether any key keyward wrote into a test's namespace appears,
+//! in any encoding, in the logs of the test's operators.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+/// The key-material leak check, run when a [`TestEnv`](super::TestEnv) is dropped (its
+/// operators already stopped, its namespace not yet deleted): every material entry of every
+/// Secret keyward manages in the namespace is looked for, in every encoding in
+/// [`material_needles`], in every operator log of the test. A finding names the Secret, the
+/// entry, the log and the encoding, never the material; the logs are redacted in place so that
+/// nothing printed afterwards (the failure dump's log tails) or kept on disk repeats it.
+pub async fn leak_check(client: &Client, namespace: &str, log_dir: &Path) -> Vec<String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyward");
+    let mut attempts = 0;
+    let secrets = loop {
+        match secrets.list(&lp).await {
+            Ok(list) => break list.items,
+            // A test that disturbed the API server may leave it briefly unavailable.
+            Err(_) if attempts < 10 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return vec![format!("cannot list the namespace's Secrets to check: {e}")],
+        }
+    };
+    let mut needles = Vec::new();
+    for secret in &secrets {
+        let data = secret.data.clone().unwrap_or_default();
+        for (entry, bytes) in &data {
+            if !is_material_entry(entry) {
+                continue;
+            }
+            let public = public_entry(entry)
+                .and_then(|p| data.get(&p))
+                .map(|b| &b.0[..]);
+            for (encoding, needle) in material_needles(&bytes.0, public) {
+                needles.push((
+                    format!("Secret {} entry {entry}", secret.name_any()),
+                    encoding,
+                    needle,
+                ));
+            }
+        }
+    }
+    scan_logs(log_dir, &needles)
+}
+
+/// Whether a Secret entry holds key material: the store's `<versionId>.key` and
+/// `<versionId>.private.pem`, the consumer's `key` and `private.pem`. Public keys, ids and the
+/// store's record (`key.json`) are not secret.
+pub fn is_material_entry(entry: &str) -> bool {
+    entry == "key"
+        || entry == "private.pem"
+        || entry.ends_with(".key")
+        || entry.ends_with(".private.pem")
+}
+
+/// The public key entry that goes with a private key entry.
+fn public_entry(entry: &str) -> Option<String> {
+    Some(format!("{}public.pem", entry.strip_suffix("private.pem")?))
+}
+
+/// Needles shorter than this are not looked for: a PEM's short last line (`Ag==`) would be
+/// found by chance. Every key has longer needles that cover the same bytes.
+const MIN_NEEDLE: usize = 16;
+
+/// Every encoding in which `material` (a Secret entry's bytes) could appear in a log, named:
+/// the raw bytes, lower- and uppercase hex, standard and URL-safe base64 with and without
+/// padding (also as a substring of a longer base64 text, at each of the three byte
+/// alignments), the byte list Rust's `Debug` and JSON print; for a PEM private key also the
+/// PEM text (with its newlines escaped too), each base64 body line, the DER bytes and the
+/// PKCS#8 privateKey field in all of the byte encodings above, and an EC key's scalar.
+/// `public` is the matching public key PEM, if any: needles that also occur in its encodings
+/// (parts of an RSA modulus) are not secret and are left out.
+pub fn material_needles(material: &[u8], public: Option<&[u8]>) -> Vec<(String, Vec<u8>)> {
+    let mut needles = byte_encodings("", material);
+    if let Ok(text) = std::str::from_utf8(material)
+        && text.starts_with("-----BEGIN")
+    {
+        needles.push(("PEM text".into(), material.to_vec()));
+        needles.push((
+            "PEM text, newlines escaped".into(),
+            text.replace('\n', "\\n").into_bytes(),
+        ));
+        for (i, line) in text.lines().filter(|l| !l.starts_with("-----")).enumerate() {
+            needles.push((format!("PEM body line {}", i + 1), line.as_bytes().to_vec()));
+        }
+        if let Ok((_, der)) = pkcs8::der::pem::decode_vec(material) {
+            needles.extend(byte_encodings("DER ", &der));
+            if let Ok(info) = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice()) {
+                let field = info.private_key.as_bytes();
+                needles.extend(byte_encodings("PKCS#8 privateKey field ", field));
+            }
+            if let Some(scalar) = ec_scalar(&der) {
+                needles.extend(byte_encodings("EC private scalar ", &scalar));
+            }
+        }
+    }
+    let public_forms: Vec<Vec<u8>> = public
+        .map(|pem| {
+            let mut forms = byte_encodings("", pem);
+            if let Ok((_, der)) = pkcs8::der::pem::decode_vec(pem) {
+                forms.extend(byte_encodings("", &der));
+            }
+            forms.into_iter().map(|(_, f)| f).collect()
+        })
+        .unwrap_or_default();
+    needles.retain(|(_, needle)| {
+        needle.len() >= MIN_NEEDLE
+            && !public_forms
+                .iter()
+                .any(|form| form.windows(needle.len()).any(|w| w == needle))
+    });
+    needles
+}
+
+/// The secret scalar of a PKCS#8 EC private key (P-256, secp256k1 or SM2).
+fn ec_scalar(der: &[u8]) -> Option<Vec<u8>> {
+    use pkcs8::DecodePrivateKey;
+    if let Ok(key) = p256::SecretKey::from_pkcs8_der(der) {
+        return Some(key.to_bytes().to_vec());
+    }
+    if let Ok(key) = k256::SecretKey::from_pkcs8_der(der) {
+        return Some(key.to_bytes().to_vec());
+    }
+    if let Ok(key) = sm2::SecretKey::from_pkcs8_der(der) {
+        return Some(key.to_bytes().to_vec());
+    }
+    None
+}
+
+/// `bytes` raw, as hex, as base64 and as a byte list; `prefix` names what the bytes are.
+fn byte_encodings(prefix: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let list = |sep: &str| {
+        let items: Vec<String> = bytes.iter().map(u8::to_string).collect();
+        format!("[{}]", items.join(sep)).into_bytes()
+    };
+    let mut out = vec![
+        (format!("{prefix}raw bytes"), bytes.to_vec()),
+        (format!("{prefix}hex"), hex.clone().into_bytes()),
+        (
+            format!("{prefix}uppercase hex"),
+            hex.to_uppercase().into_bytes(),
+        ),
+        (
+            format!("{prefix}base64"),
+            STANDARD.encode(bytes).into_bytes(),
+        ),
+        (
+            format!("{prefix}base64 unpadded"),
+            STANDARD_NO_PAD.encode(bytes).into_bytes(),
+        ),
+        (
+            format!("{prefix}URL-safe base64"),
+            URL_SAFE.encode(bytes).into_bytes(),
+        ),
+        (
+            format!("{prefix}URL-safe base64 unpadded"),
+            URL_SAFE_NO_PAD.encode(bytes).into_bytes(),
+        ),
+        (format!("{prefix}byte list (Debug)"), list(", ")),
+        (format!("{prefix}byte list (JSON)"), list(",")),
+    ];
+    // Inside a longer base64 text the bytes start at any offset: for offsets 1 and 2 (mod 3),
+    // the characters that depend on these bytes alone.
+    for shift in 1..=2usize {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(bytes);
+        let whole = (shifted.len() / 3) * 3;
+        for (name, engine) in [
+            ("base64", &STANDARD_NO_PAD),
+            ("URL-safe base64", &URL_SAFE_NO_PAD),
+        ] {
+            // Skip the characters mixing in the unknown bytes before (the first 8*shift bits
+            // and the rest of their sextet) and after (a partial last group).
+            let encoded = engine.encode(&shifted[..whole]);
+            let skip = (8 * shift).div_ceil(6);
+            if encoded.len() > skip {
+                out.push((
+                    format!("{prefix}{name} at byte offset {shift} of a longer text"),
+                    encoded.as_bytes()[skip..].to_vec(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Looks for every needle in every log file of `log_dir`; returns one line per finding and
+/// replaces every byte of every occurrence with `<redacted>` in the files.
+fn scan_logs(log_dir: &Path, needles: &[(String, String, Vec<u8>)]) -> Vec<String> {
+    if needles.is_empty() {
+        return Vec::new();
+    }
+    let matcher = aho_corasick::AhoCorasick::new(needles.iter().map(|(_, _, n)| n))
+        .expect("leak-check patterns");
+    let mut findings = std::collections::BTreeSet::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(log_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for path in files {
+        let Ok(log) = std::fs::read(&path) else {
+            continue;
+        };
+        let file = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut ranges = Vec::new();
+        for hit in matcher.find_overlapping_iter(&log) {
+            let (entry, encoding, _) = &needles[hit.pattern().as_usize()];
+            findings.insert(format!("{entry} is in {file} as {encoding}"));
+            ranges.push(hit.range());
+        }
+        if ranges.is_empty() {
+            continue;
+        }
+        ranges.sort_by_key(|r| r.start);
+        let mut redacted = Vec::with_capacity(log.len());
+        let mut at = 0;
+        for range in ranges {
+            if range.start > at {
+                redacted.extend_from_slice(&log[at..range.start]);
+                redacted.extend_from_slice(b"<redacted>");
+            }
+            at = at.max(range.end);
+        }
+        redacted.extend_from_slice(&log[at..]);
+        let _ = std::fs::write(&path, redacted);
+    }
+    findings.into_iter().collect()
+}
