@@ -173,10 +173,7 @@ async fn duplicate_versions(
             }
         }
         for pair in record.versions.windows(2) {
-            let (a, b): (Timestamp, Timestamp) = (
-                pair[0].creation_date.parse().expect("a KMS time"),
-                pair[1].creation_date.parse().expect("a KMS time"),
-            );
+            let (a, b) = (pair[0].creation_date, pair[1].creation_date);
             if b.duration_since(a) < interval {
                 found.push(format!(
                     "{key}: versions {} and {} only {} apart",

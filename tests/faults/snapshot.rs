@@ -189,8 +189,8 @@ fn check_minted_once(key: &str, def: &KeyDef, record: &KeyRecord, problems: &mut
         Some(interval) => {
             for pair in unrequested.windows(2) {
                 let (a, b) = (
-                    second_of(&pair[0].creation_date),
-                    second_of(&pair[1].creation_date),
+                    pair[0].creation_date.as_second(),
+                    pair[1].creation_date.as_second(),
                 );
                 if b - a < interval {
                     problems.push(format!(
@@ -261,7 +261,10 @@ pub async fn newest_versions(env: &TestEnv) -> BTreeMap<String, String> {
         .filter_map(|s| {
             let bytes = s.data.as_ref()?.get(RECORD_ENTRY)?;
             let record: KeyRecord = serde_json::from_slice(&bytes.0).ok()?;
-            Some((key_of(s), record.newest_version()?.creation_date.clone()))
+            Some((
+                key_of(s),
+                record.newest_version()?.creation_date.to_string(),
+            ))
         })
         .collect()
 }

@@ -166,7 +166,10 @@ async fn assert_expired(
     assert!(record.versions.is_empty(), "{name}");
     let imported = record.imported.expect("what was imported is remembered");
     assert_eq!(imported.key_version_id, version, "{name}");
-    assert_eq!(imported.expire_time.as_deref(), Some(expire_text));
+    assert_eq!(
+        imported.expire_time.map(|t| t.to_string()).as_deref(),
+        Some(expire_text)
+    );
 
     wait_consumer(env, name, "withdrawn", |s| {
         key_state_annotation(s) == Some("PendingImport")

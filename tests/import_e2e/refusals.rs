@@ -245,14 +245,10 @@ async fn other_material_named_for_an_enabled_key_is_refused() {
     assert_eq!(data_digest(&env.secret("swap").await.unwrap()), consumer);
 }
 
-/// A spec.keyMaterial.expireTime in the past is refused when material is imported
-/// ("InvalidParameter: ... has passed; set a later time"), but the same value set on an
-/// Enabled key removes its material at once: `plan_external` (src/plan.rs) copies the spec's
-/// expireTime into the record without checking whether it has passed (`Plan::UpdateRecord`),
-/// and the next plan finds the material expired (`Plan::RemoveMaterial`): KeyMaterialExpired,
-/// the consumer Secret withdrawn, the key PendingImport. A typo in a date takes a key out of
-/// service; only afterwards does the condition say the value is refused. (The
-/// MaterialWithdrawn event also says the Secret "gets all 0 version(s) back".)
+/// A spec.keyMaterial.expireTime in the past is refused on an Enabled key as it is when
+/// material is imported ("InvalidParameter: ... has passed; set a later time"), and the key
+/// keeps its material: a typo in a date must not take a key out of service. (Once a bug: the
+/// value was copied into the record and the next plan removed the material as expired.)
 #[tokio::test]
 async fn a_past_expire_time_for_an_enabled_key_is_refused() {
     let env = TestEnv::with_operator("import-past-expiry").await;
@@ -272,7 +268,6 @@ async fn a_past_expire_time_for_an_enabled_key_is_refused() {
         })
         .await;
     assert_refused(&env, "past", "InvalidParameter", "has passed").await;
-    // Fails here: the material is gone from the store and the consumer Secret.
     let stored = store(&env, "past").await;
     assert!(
         entry_names(&stored).contains(&format!("{version}.key")),

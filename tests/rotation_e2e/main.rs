@@ -81,7 +81,7 @@ async fn wait_versions(env: &TestEnv, key: &str, count: usize) -> KeyRecord {
 /// Consecutive versions are at least `interval` and at most `interval + slack` apart.
 fn assert_on_schedule(record: &KeyRecord, interval: i64, slack: i64) {
     for pair in record.versions.windows(2) {
-        let gap = ts(&pair[1].creation_date).as_second() - ts(&pair[0].creation_date).as_second();
+        let gap = pair[1].creation_date.as_second() - pair[0].creation_date.as_second();
         assert!(
             gap >= interval,
             "a rotation came early: {gap}s after the previous one"

@@ -103,7 +103,7 @@ async fn assert_created_after_the_interval(env: &TestEnv, key_id: &str) {
                 .as_ref()
                 .and_then(|s| s.key_metadata.as_ref())
                 .and_then(|m| m.last_rotation_date.clone())
-                == Some(record.versions[1].creation_date.clone())
+                == Some(record.versions[1].creation_date.to_string())
         })
         .await;
     assert_eq!(key.status.unwrap().key_versions.len(), 2);
