@@ -5,6 +5,32 @@ use super::*;
 
 // ---- Publishing the consumer Secret -----------------------------------------------------
 
+/// A new consumer Secret's name, type, labels and annotations, for key spec `spec`.
+fn assert_new_consumer_metadata(secret: &Secret, spec: &str) {
+    assert_eq!(secret.metadata.name.as_deref(), Some(NAME), "{spec}");
+    assert_eq!(secret.metadata.namespace.as_deref(), Some(NS), "{spec}");
+    assert_eq!(secret.metadata.resource_version, None, "{spec}");
+    assert_eq!(secret.type_.as_deref(), Some("keyward.dev/key"), "{spec}");
+    assert_eq!(
+        secret.metadata.labels,
+        Some(string_map(&[
+            ("app.kubernetes.io/managed-by", "keyward"),
+            ("keyward.dev/key", NAME),
+            ("keyward.dev/role", "consumer"),
+        ])),
+        "{spec}"
+    );
+    assert_eq!(
+        secret.metadata.annotations,
+        Some(string_map(&[
+            ("keyward.dev/key", NAME),
+            ("keyward.dev/key-id", KEY_ID),
+            ("keyward.dev/key-state", "Enabled"),
+        ])),
+        "{spec}"
+    );
+}
+
 #[test]
 fn existing_store_without_consumer_creates_the_consumer_secret_from_the_store() {
     let vid = VERSION_ID;
@@ -44,28 +70,7 @@ fn existing_store_without_consumer_creates_the_consumer_secret_from_the_store() 
         let Some(SecretWrite::Create(secret)) = &converge.consumer else {
             panic!("{spec}: expected a Create, got {:?}", converge.consumer);
         };
-        assert_eq!(secret.metadata.name.as_deref(), Some(NAME), "{spec}");
-        assert_eq!(secret.metadata.namespace.as_deref(), Some(NS), "{spec}");
-        assert_eq!(secret.metadata.resource_version, None, "{spec}");
-        assert_eq!(secret.type_.as_deref(), Some("keyward.dev/key"), "{spec}");
-        assert_eq!(
-            secret.metadata.labels,
-            Some(string_map(&[
-                ("app.kubernetes.io/managed-by", "keyward"),
-                ("keyward.dev/key", NAME),
-                ("keyward.dev/role", "consumer"),
-            ])),
-            "{spec}"
-        );
-        assert_eq!(
-            secret.metadata.annotations,
-            Some(string_map(&[
-                ("keyward.dev/key", NAME),
-                ("keyward.dev/key-id", KEY_ID),
-                ("keyward.dev/key-state", "Enabled"),
-            ])),
-            "{spec}"
-        );
+        assert_new_consumer_metadata(secret, &spec);
         let mut expected_names: Vec<&str> = material_entries
             .iter()
             .map(|(name, _)| name.as_str())
@@ -207,10 +212,12 @@ fn restored_note() -> Note {
     }
 }
 
-#[test]
-fn hand_edited_consumer_secret_is_restored() {
-    type Edit = fn(&mut Secret);
-    let cases: [(&str, Edit); 11] = [
+/// An edit of a published consumer Secret, named for failure messages.
+type Edit = (&'static str, fn(&mut Secret));
+
+/// Every kind of hand edit keyward undoes: data, labels and annotations it owns.
+fn hand_edits() -> [Edit; 11] {
+    [
         ("default key changed", |s| {
             s.data
                 .as_mut()
@@ -266,8 +273,12 @@ fn hand_edited_consumer_secret_is_restored() {
                 .unwrap()
                 .insert(labels::KEY_ID.into(), "other".into());
         }),
-    ];
-    for (what, edit) in cases {
+    ]
+}
+
+#[test]
+fn hand_edited_consumer_secret_is_restored() {
+    for (what, edit) in hand_edits() {
         let mut world = World::settled(key(|_| {}));
         let published = world.consumer.clone().unwrap();
         edit(world.consumer_mut());

@@ -387,12 +387,14 @@ fn store_invalid_message(what: &str) -> String {
     )
 }
 
-#[test]
-fn store_that_is_not_whole_is_invalid_and_never_replaced() {
-    type Edit = fn(&mut Secret);
+/// A way to break a store, named for failure messages, and what the refusal then says.
+type Breakage = (&'static str, fn(&mut Secret), String);
+
+/// Every way a store can stop being whole: material, record, type or owner.
+fn breakages() -> [Breakage; 8] {
     let version_entry = format!("entry {VERSION_ID}.key");
     let lacks = format!("lacks the material of version {VERSION_ID} ({version_entry})");
-    let cases: [(&str, Edit, &str); 8] = [
+    [
         (
             "version entry removed",
             |s| {
@@ -401,7 +403,7 @@ fn store_that_is_not_whole_is_invalid_and_never_replaced() {
                     .unwrap()
                     .remove(&format!("{VERSION_ID}.key"));
             },
-            &lacks,
+            lacks.clone(),
         ),
         (
             "version entry emptied",
@@ -411,14 +413,14 @@ fn store_that_is_not_whole_is_invalid_and_never_replaced() {
                     .unwrap()
                     .insert(format!("{VERSION_ID}.key"), ByteString(Vec::new()));
             },
-            &lacks,
+            lacks.clone(),
         ),
         (
             "key.json removed",
             |s| {
                 s.data.as_mut().unwrap().remove(RECORD_ENTRY);
             },
-            "has no readable key.json entry",
+            "has no readable key.json entry".to_string(),
         ),
         (
             "key.json garbled",
@@ -428,17 +430,17 @@ fn store_that_is_not_whole_is_invalid_and_never_replaced() {
                     .unwrap()
                     .insert(RECORD_ENTRY.into(), ByteString(b"{\"keyId\":".to_vec()));
             },
-            "has no readable key.json entry",
+            "has no readable key.json entry".to_string(),
         ),
         (
             "data removed",
             |s| s.data = None,
-            "has no readable key.json entry",
+            "has no readable key.json entry".to_string(),
         ),
         (
             "wrong type",
             |s| s.type_ = Some("Opaque".into()),
-            "is not of type keyward.dev/key-material",
+            "is not of type keyward.dev/key-material".to_string(),
         ),
         (
             "annotation for another Key",
@@ -449,15 +451,19 @@ fn store_that_is_not_whole_is_invalid_and_never_replaced() {
                     .unwrap()
                     .insert(labels::KEY.into(), "other".into());
             },
-            "does not belong to Key payments",
+            "does not belong to Key payments".to_string(),
         ),
         (
             "no annotations",
             |s| s.metadata.annotations = None,
-            "does not belong to Key payments",
+            "does not belong to Key payments".to_string(),
         ),
-    ];
-    for (what, edit, detail) in cases {
+    ]
+}
+
+#[test]
+fn store_that_is_not_whole_is_invalid_and_never_replaced() {
+    for (what, edit, detail) in breakages() {
         // A key that was reported before keeps its KeyMetadata.
         let mut world = World::settled(key(|_| {}));
         edit(world.store_mut());
@@ -466,7 +472,7 @@ fn store_that_is_not_whole_is_invalid_and_never_replaced() {
         let status = assert_rejected(&converge, Code::MaterialStoreInvalid);
         assert_eq!(
             ready(&status).message,
-            store_invalid_message(detail),
+            store_invalid_message(&detail),
             "{what}"
         );
         assert_eq!(status.key_metadata, Some(aes_metadata()), "{what}");
