@@ -17,8 +17,8 @@ pub struct Note {
 }
 
 impl Note {
-    /// A Normal event: something keyward did.
-    pub fn done(reason: Reason, message: String) -> Self {
+    /// A Normal event: something keyward did as asked.as asked.
+    pub fn normal(reason: Reason, message: String) -> Self {
         Note {
             warning: false,
             reason,
@@ -48,12 +48,12 @@ pub fn key_created(record: &KeyRecord, secret_name: &str) -> Note {
             record.key_id, record.key_spec
         ),
     };
-    Note::done(Reason::KeyCreated, message)
+    Note::normal(Reason::KeyCreated, message)
 }
 
 /// A rotation added `version_id`, now the primary version.
 pub fn key_rotated(record: &KeyRecord, version_id: &str) -> Note {
-    Note::done(
+    Note::normal(
         Reason::KeyRotated,
         format!(
             "rotated key {}: version {version_id} is now the primary version",
@@ -69,7 +69,7 @@ pub fn import_parameters_issued(record: &KeyRecord) -> Note {
         .as_ref()
         .map(|p| p.token_expire_time.as_str())
         .unwrap_or_default();
-    Note::done(
+    Note::normal(
         Reason::ImportParametersIssued,
         format!(
             "issued import parameters for key {}: wrap the material with \
@@ -82,7 +82,7 @@ pub fn import_parameters_issued(record: &KeyRecord) -> Note {
 /// Imported material became the key's version.
 pub fn material_imported(record: &KeyRecord) -> Note {
     let version = record.imported.as_ref().map(|i| i.key_version_id.as_str());
-    Note::done(
+    Note::normal(
         Reason::KeyMaterialImported,
         format!(
             "imported key material into key {} as version {}",
@@ -94,7 +94,7 @@ pub fn material_imported(record: &KeyRecord) -> Note {
 
 /// Imported material expired and left the store (DeleteKeyMaterial).
 pub fn material_expired(record: &KeyRecord) -> Note {
-    Note::done(
+    Note::normal(
         Reason::KeyMaterialExpired,
         format!(
             "the imported material of key {} expired and was removed; the key awaits its import \
@@ -106,7 +106,7 @@ pub fn material_expired(record: &KeyRecord) -> Note {
 
 /// A Key's scheduled deletion was due and its material destroyed.
 pub fn material_destroyed() -> Note {
-    Note::done(
+    Note::normal(
         Reason::KeyMaterialDestroyed,
         "the scheduled deletion was due: destroyed the key's material".to_string(),
     )
@@ -118,7 +118,7 @@ pub fn deleted_key_scheduled(key_name: &str, record: &KeyRecord) -> Note {
         .deletion
         .as_ref()
         .map(|d| format_kms_time(d.delete_date));
-    Note::done(
+    Note::normal(
         Reason::KeyDeletionScheduled,
         format!(
             "Key {key_name} was deleted: key {} is kept until {} and destroyed then; apply the Key \
@@ -131,7 +131,7 @@ pub fn deleted_key_scheduled(key_name: &str, record: &KeyRecord) -> Note {
 
 /// A deleted Key's material was destroyed after its pending window.
 pub fn deleted_key_destroyed(key_name: &str, record: &KeyRecord) -> Note {
-    Note::done(
+    Note::normal(
         Reason::KeyMaterialDestroyed,
         format!(
             "the pending window of deleted Key {key_name} has passed: destroyed the material of \
@@ -143,7 +143,7 @@ pub fn deleted_key_destroyed(key_name: &str, record: &KeyRecord) -> Note {
 
 /// The key stopped being Enabled: its Secret stays, without material.
 pub fn material_withdrawn(secret_name: &str, state: KeyState, versions: usize) -> Note {
-    Note::done(
+    Note::normal(
         Reason::MaterialWithdrawn,
         format!(
             "withdrew the material from Secret {secret_name}: the key is {state}; the Secret \
@@ -154,7 +154,7 @@ pub fn material_withdrawn(secret_name: &str, state: KeyState, versions: usize) -
 
 /// The key is Enabled again: its Secret serves every version again.
 pub fn material_restored(secret_name: &str, versions: usize) -> Note {
-    Note::done(
+    Note::normal(
         Reason::MaterialRestored,
         format!("restored all {versions} version(s) to Secret {secret_name}: the key is Enabled"),
     )
@@ -184,7 +184,7 @@ pub fn secret_edited_restored(secret_name: &str, versions: usize) -> Note {
 
 /// The key's material is published in a Secret of a new name (spec.secretName changed).
 pub fn secret_created(secret_name: &str) -> Note {
-    Note::done(
+    Note::normal(
         Reason::SecretCreated,
         format!("published key material in Secret {secret_name}"),
     )
@@ -192,7 +192,7 @@ pub fn secret_created(secret_name: &str) -> Note {
 
 /// `keyState` left PendingDeletion before the date: the deletion is cancelled.
 pub fn deletion_cancelled(record: &KeyRecord, delete_date: Timestamp, state: KeyState) -> Note {
-    Note::done(
+    Note::normal(
         Reason::KeyDeletionCancelled,
         format!(
             "cancelled the deletion of key {} scheduled for {}; the key is {state}",
@@ -204,7 +204,7 @@ pub fn deletion_cancelled(record: &KeyRecord, delete_date: Timestamp, state: Key
 
 /// `keyState: PendingDeletion` scheduled the key's destruction.
 pub fn deletion_scheduled(record: &KeyRecord, delete_date: &str) -> Note {
-    Note::done(
+    Note::normal(
         Reason::KeyDeletionScheduled,
         format!(
             "key {} will be destroyed at {delete_date}; set spec.keyState to Enabled or Disabled \
