@@ -28,34 +28,18 @@ impl World {
                 Plan::AddVersion(new) => {
                     let material = material::generate(new.record.key_spec).unwrap();
                     let store = self.store.as_ref().expect("a store");
-                    let mut grown =
+                    let grown =
                         store::with_new_version(store, &new.record, &new.version, &material)
                             .expect("a fresh version id");
-                    let rv: u64 = store
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    grown.metadata.resource_version = Some((rv + 1).to_string());
-                    self.store = Some(grown);
+                    self.store = Some(written_over(store, grown));
                     added.push(new.version.key_version_id);
                 }
                 Plan::Converge(converge) if converge.is_noop() => return (added, *converge),
                 Plan::Converge(converge) => self.apply(&converge),
                 Plan::UpdateRecord(record, _) => {
                     let store = self.store.as_ref().expect("a store");
-                    let mut updated = store::with_record(store, &record);
-                    let rv: u64 = store
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    updated.metadata.resource_version = Some((rv + 1).to_string());
-                    self.store = Some(updated);
+                    let updated = store::with_record(store, &record);
+                    self.store = Some(written_over(store, updated));
                 }
                 Plan::Destroy => {
                     self.store = None;
@@ -290,4 +274,16 @@ fn a_store_that_grew_meanwhile_is_not_rotated_again() {
     let (added, _) = world.run(now);
     assert_eq!(added.len(), 1);
     assert!(matches!(world.plan(now), Plan::Converge(_)));
+}
+
+/// `write` as the API server stores it over `read`: with the next resourceVersion.
+fn written_over(read: &Secret, mut write: Secret) -> Secret {
+    let version: u64 = read
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("a store read back has a resourceVersion");
+    write.metadata.resource_version = Some((version + 1).to_string());
+    write
 }
