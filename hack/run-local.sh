@@ -30,6 +30,9 @@ export KUBECONFIG=$cluster_dir/kubeconfig
 "$kubectl" apply --validate=false -f crds/
 "$kubectl" wait --for condition=established --timeout=60s -f crds/ >/dev/null
 
+# keyward's own namespace, which keeps every key's material store (--store-namespace).
+"$kubectl" create namespace keyward >/dev/null
+
 # The KeyVersion example is applied together with its Key: a development cluster may skip the
 # KMS's 7 days between versions.
 target/debug/keyward run --key-version-min-interval 0s 2>"$cluster_dir/operator.log" &

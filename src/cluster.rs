@@ -133,6 +133,19 @@ impl Kube {
         Ok(self.secrets(namespace).get_opt(name).await?)
     }
 
+    /// Secrets matching `selector` in `namespace` (every namespace when `None`), data included.
+    pub async fn list_secrets(
+        &self,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Secret>, Error> {
+        let secrets: Api<Secret> = api(self.client.clone(), namespace);
+        let listed = secrets
+            .list(&ListParams::default().labels(selector))
+            .await?;
+        Ok(listed.items)
+    }
+
     /// Creates a Secret that must never be overwritten. `None` when one of that name already
     /// exists: someone else created it first, and theirs stands.
     pub async fn create_once(&self, secret: &Secret) -> Result<Option<Secret>, Error> {
@@ -385,6 +398,18 @@ impl Kube {
         if let Err(e) = events.create(&PostParams::default(), &event).await {
             tracing::warn!(object = %object.name_any(), reason = note.reason.as_str(), error = %e,
                 "could not record event");
+        }
+    }
+
+    /// Fails if `namespace` does not exist. Not knowing (no permission to read namespaces) is
+    /// not a failure: writes there will tell.
+    pub async fn check_namespace(&self, namespace: &str) -> Result<(), Error> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces.get_opt(namespace).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::NamespaceMissing(namespace.to_string())),
+            Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -13,6 +13,8 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
     #[error("the object has no {0}")]
     MissingObjectField(&'static str),
+    #[error("namespace {0} does not exist: create it, or name another with --store-namespace")]
+    NamespaceMissing(String),
 }
 
 impl Error {
@@ -24,6 +26,7 @@ impl Error {
             Error::Material(_) => "Material",
             Error::Join(_) => "Runtime",
             Error::MissingObjectField(_) => "InvalidObject",
+            Error::NamespaceMissing(_) => "NamespaceMissing",
         }
     }
 }

@@ -52,6 +52,12 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
 
+    /// The namespace that holds every key's material store: keyward's own, never a tenant's
+    /// (default: $POD_NAMESPACE, else `keyward`). Tenants must not be able to read or write
+    /// Secrets there.
+    #[arg(long, env = "KEYWARD_STORE_NAMESPACE")]
+    store_namespace: Option<String>,
+
     /// Shortest rotationInterval accepted, integer[unit] (the KMS: 7d).
     #[arg(long, env = "KEYWARD_MIN_ROTATION_INTERVAL", default_value = "7d", value_parser = interval_arg)]
     min_rotation_interval: Interval,
@@ -195,8 +201,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         region = %settings.rules.region, account_id = %settings.account_id,
         namespace = args.watch_namespace.as_deref().unwrap_or("(all)"), "keyward starting"
     );
+    let store_namespace = args
+        .store_namespace
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "keyward".into());
+    kube.check_namespace(&store_namespace)
+        .await
+        .with_context(|| format!("checking --store-namespace {store_namespace}"))?;
+    tracing::info!(%store_namespace, "material stores are kept in the store namespace");
     let scope = Scope {
         namespace: args.watch_namespace,
+        store_namespace,
         concurrency: args.concurrent_reconciles,
     };
     let telemetry = Arc::new(Telemetry::new(settings.max_asymmetric_versions));

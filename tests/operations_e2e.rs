@@ -112,11 +112,11 @@ async fn one_leader_writes_and_a_standby_takes_over_within_the_lease_duration() 
 /// Across the failover, the RSA key was minted once, and the rotating key went on rotating,
 /// never twice in one interval.
 async fn assert_minted_once_across_the_failover(env: &TestEnv) {
-    let store = env.secret("ha-rsa.keyward-material").await.unwrap();
+    let store = env.store("ha-rsa").await.unwrap();
     let record: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
     assert_eq!(record.versions.len(), 1, "the RSA key was minted once");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let store = env.secret("ha-aes.keyward-material").await.unwrap();
+    let store = env.store("ha-aes").await.unwrap();
     let record: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
     assert!(
         record.versions.len() >= 3,

@@ -118,9 +118,15 @@ impl Cluster {
         println!("  (the control plane was still busy a minute after the last run)");
     }
 
-    /// Starts the release-built operator as its own identity. `namespace`: watch only it;
-    /// `None`: the whole cluster.
-    pub async fn start_operator(&self, namespace: Option<&str>, extra_args: &[&str]) -> Operator {
+    /// Starts the release-built operator as its own identity, keeping material stores in
+    /// `stores` (a namespace of the run's own: stores left by an earlier run would give this one
+    /// deletions to schedule). `namespace`: watch only it; `None`: the whole cluster.
+    pub async fn start_operator(
+        &self,
+        namespace: Option<&str>,
+        stores: &str,
+        extra_args: &[&str],
+    ) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -131,6 +137,7 @@ impl Cluster {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
         command
             .args(["run", "--http-addr", &http.to_string()])
+            .args(["--store-namespace", stores])
             .args(extra_args);
         if let Some(namespace) = namespace {
             command.args(["--watch-namespace", namespace]);

@@ -19,7 +19,8 @@ pub struct Settings {
 
 pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     let namespace = cluster.namespace("idle").await;
-    let operator = cluster.start_operator(Some(&namespace), &[]).await;
+    let stores = cluster.namespace("idle-stores").await;
+    let operator = cluster.start_operator(Some(&namespace), &stores, &[]).await;
     let watch = ReadyWatch::start(&cluster.client, &namespace).await;
     harness::apply_keys(&cluster.client, &namespace, settings.keys, 32, |i| {
         let rotation = (i % 2 == 0).then_some("365d");
@@ -41,7 +42,7 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     let writes = audit.writes_by(OPERATOR_USER);
     operator.report_warnings("idle");
     drop(operator);
-    cluster.delete_namespaces(&[namespace]).await;
+    cluster.delete_namespaces(&[namespace, stores]).await;
 
     let rotating = settings.keys.div_ceil(2) as u64;
     let bound = rotating * (settings.window.as_secs() / REQUEUE_CAP.as_secs() + 1);

@@ -14,9 +14,10 @@ pub struct Settings {
 
 pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     let keys_namespace = cluster.namespace("memory-keys").await;
+    let stores = cluster.namespace("memory-stores").await;
 
     // Creating the keys, with the operator running from the start.
-    let operator = cluster.start_operator(None, &[]).await;
+    let operator = cluster.start_operator(None, &stores, &[]).await;
     let watch = ReadyWatch::start(&cluster.client, &keys_namespace).await;
     harness::apply_keys(&cluster.client, &keys_namespace, settings.keys, 32, |i| {
         harness::key_manifest(Mix::AllSpecs, i, None)
@@ -33,7 +34,7 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
         harness::mib(creating.current)
     );
 
-    let alone = restarts(cluster, settings, "without unrelated Secrets").await;
+    let alone = restarts(cluster, settings, &stores, "without unrelated Secrets").await;
 
     let unrelated_namespace = cluster.namespace("memory-unrelated").await;
     harness::create_unrelated_secrets(
@@ -46,6 +47,7 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     let crowded = restarts(
         cluster,
         settings,
+        &stores,
         &format!(
             "with {} unrelated Secrets of {} KiB",
             settings.unrelated_secrets,
@@ -54,7 +56,7 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     )
     .await;
     cluster
-        .delete_namespaces(&[keys_namespace, unrelated_namespace])
+        .delete_namespaces(&[keys_namespace, unrelated_namespace, stores])
         .await;
 
     let line = format!(
@@ -76,10 +78,10 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
 
 /// Median peak RSS, in MiB, of fresh operators that start on the converged keys and finish
 /// their start-up pass over them.
-async fn restarts(cluster: &Cluster, settings: &Settings, setting: &str) -> f64 {
+async fn restarts(cluster: &Cluster, settings: &Settings, stores: &str, setting: &str) -> f64 {
     let mut peaks = Vec::new();
     for round in 0..settings.rounds {
-        let operator = cluster.start_operator(None, &[]).await;
+        let operator = cluster.start_operator(None, stores, &[]).await;
         operator
             .settle(settings.keys as u64, std::time::Duration::from_secs(3))
             .await;

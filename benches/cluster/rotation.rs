@@ -39,9 +39,14 @@ type Versions = Arc<Mutex<HashMap<String, Vec<Seen>>>>;
 
 pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     let namespace = cluster.namespace("rotation").await;
+    let stores = cluster.namespace("rotation-stores").await;
     let interval_text = format!("{}s", settings.interval.as_secs());
     let operator = cluster
-        .start_operator(Some(&namespace), &["--min-rotation-interval", "1s"])
+        .start_operator(
+            Some(&namespace),
+            &stores,
+            &["--min-rotation-interval", "1s"],
+        )
         .await;
     let versions: Versions = Arc::default();
     let watch = watch_versions(
@@ -85,10 +90,11 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
             }
         }
     }
-    let duplicates = duplicate_versions(&cluster.client, &namespace, settings.interval).await;
+    let duplicates =
+        duplicate_versions(&cluster.client, &namespace, &stores, settings.interval).await;
     operator.report_warnings("rotation");
     drop(operator);
-    cluster.delete_namespaces(&[namespace]).await;
+    cluster.delete_namespaces(&[namespace, stores]).await;
 
     let rotations = lateness.len() - overdue;
     let line = format!(
@@ -147,9 +153,10 @@ fn watch_versions(keys: Api<Key>, versions: Versions) -> tokio::task::JoinHandle
 async fn duplicate_versions(
     client: &kube::Client,
     namespace: &str,
+    stores: &str,
     interval: Duration,
 ) -> Vec<String> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), stores);
     let interval = SignedDuration::try_from(interval).expect("an interval");
     let mut found = Vec::new();
     let stores = secrets
@@ -160,10 +167,10 @@ async fn duplicate_versions(
         let Some(key) = secret.annotations().get(keyward::api::labels::KEY) else {
             continue;
         };
-        if secret.name_any() != store::store_name(key) {
+        if secret.name_any() != store::store_name(namespace, key) {
             continue;
         }
-        let record = Store::parse(secret.clone(), key)
+        let record = Store::parse(secret.clone(), namespace, key)
             .expect("a whole store")
             .record;
         let mut ids = HashSet::new();

@@ -107,7 +107,8 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
 async fn operator_run(cluster: &Cluster, settings: &Settings, mix: Mix) -> Run {
     cluster.wait_quiet().await;
     let namespace = cluster.namespace("throughput-operator").await;
-    let operator = cluster.start_operator(Some(&namespace), &[]).await;
+    let stores = cluster.namespace("throughput-stores").await;
+    let operator = cluster.start_operator(Some(&namespace), &stores, &[]).await;
     let watch = ReadyWatch::start(&cluster.client, &namespace).await;
     let audit = cluster.audit();
     let started = Instant::now();
@@ -126,7 +127,7 @@ async fn operator_run(cluster: &Cluster, settings: &Settings, mix: Mix) -> Run {
     let writes = audit.writes_by(OPERATOR_USER);
     operator.report_warnings("throughput");
     drop(operator);
-    cluster.delete_namespaces(&[namespace]).await;
+    cluster.delete_namespaces(&[namespace, stores]).await;
     Run {
         seconds: seconds.as_secs_f64(),
         progress,

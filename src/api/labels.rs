@@ -11,6 +11,10 @@ pub const MANAGED_BY_VALUE: &str = "keyward";
 /// value may be (63 characters). Annotation: always the full Key name.
 pub const KEY: &str = "keyward.dev/key";
 
+/// On a store: the namespace of its Key. Label, so that a namespaced operator watches and counts
+/// only its own namespace's stores; annotation, the value that is checked when the store is read.
+pub const KEY_NAMESPACE: &str = "keyward.dev/key-namespace";
+
 /// Annotation: the KMS KeyId the Secret belongs to.
 pub const KEY_ID: &str = "keyward.dev/key-id";
 

@@ -17,7 +17,7 @@ pub struct Note {
 }
 
 impl Note {
-    /// A Normal event: something keyward did as asked.as asked.
+    /// A Normal event: something keyward did as asked.
     pub fn normal(reason: Reason, message: String) -> Self {
         Note {
             warning: false,

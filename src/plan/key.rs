@@ -43,10 +43,11 @@ pub(super) fn plan_without_store(
         let rejection = Rejection::new(
             Code::MaterialStoreMissing,
             format!(
-                "the material store Secret {} of key {key_id} is gone; keyward will not mint \
-                 replacement material for an existing key: restore the Secret from a backup, or \
-                 delete the Key and its consumer Secret to start a new key",
-                store::store_name(&key_name)
+                "the material store Secret {} (in keyward's store namespace) of key {key_id} is \
+                 gone; keyward will not mint replacement material for an existing key: restore \
+                 the Secret from a backup, or delete the Key and its consumer Secret to start a \
+                 new key",
+                store::store_name(&key.namespace().unwrap_or_default(), &key_name)
             ),
         );
         return converge_status(

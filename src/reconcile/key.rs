@@ -121,8 +121,12 @@ impl<'a> Pass<'a> {
     }
 
     async fn read_store(&mut self, ctx: &Context) -> Result<(), Error> {
-        let name = store::store_name(&self.key_name());
-        let secret = ctx.kube.get_secret(&self.namespace, &name).await?;
+        let key_name = self.key_name();
+        let location = ctx.scope.store_of(&self.namespace, &key_name);
+        let secret = ctx
+            .kube
+            .get_secret(location.store_namespace, &location.name())
+            .await?;
         self.observe_store(secret);
         Ok(())
     }
@@ -130,7 +134,7 @@ impl<'a> Pass<'a> {
     /// Parses a store just read or written: the one place a store becomes a typed value.
     fn observe_store(&mut self, secret: Option<Secret>) {
         let key_name = self.key_name();
-        self.store = secret.map(|s| Store::parse(s, &key_name));
+        self.store = secret.map(|s| Store::parse(s, &self.namespace, &key_name));
     }
 
     fn valid_store(&self) -> Option<&Store> {
@@ -256,12 +260,8 @@ impl<'a> Pass<'a> {
             false => None,
         };
         let key_name = self.key_name();
-        let secret = store::new_store(
-            &self.namespace,
-            &key_name,
-            &new_key.record,
-            material.as_ref(),
-        );
+        let location = ctx.scope.store_of(&self.namespace, &key_name);
+        let secret = store::new_store(location, &new_key.record, material.as_ref());
         drop(material);
         let note = event::key_created(&new_key.record, &plan::consumer_secret_name(self.key));
         if self

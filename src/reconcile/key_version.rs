@@ -11,7 +11,7 @@ use super::{Context, grown_by_version};
 use crate::api::KeyVersion;
 use crate::error::Error;
 use crate::plan::key_version::{ObservedRequest, RequestPlan, plan_request};
-use crate::store::{self, Store};
+use crate::store::Store;
 use k8s_openapi::api::core::v1::Secret;
 
 /// Adding the version takes one plan, a lost race another; then the request is reported.
@@ -22,19 +22,20 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
         .namespace()
         .ok_or(Error::MissingObjectField("metadata.namespace"))?;
     let key_name = &request.spec.key_ref.name;
-    let store_name = store::store_name(key_name);
+    let location = ctx.scope.store_of(&namespace, key_name);
+    let (store_namespace, store_name) = (location.store_namespace, location.name());
 
     // A name no Key can have is not even a valid request path: nothing to read.
     let (key, mut store) = if crate::api::is_object_name(key_name) {
         (
             ctx.kube.get_key(&namespace, key_name).await?,
-            ctx.kube.get_secret(&namespace, &store_name).await?,
+            ctx.kube.get_secret(store_namespace, &store_name).await?,
         )
     } else {
         (None, None)
     };
     // Each store is parsed once, when read or written.
-    let parse = |secret: Option<Secret>| secret.map(|s| Store::parse(s, key_name));
+    let parse = |secret: Option<Secret>| secret.map(|s| Store::parse(s, &namespace, key_name));
     let mut store = parse(store.take());
 
     for _ in 0..MAX_PLANS {
@@ -70,7 +71,10 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                         store = parse(Some(replaced));
                     }
                     // The store changed since it was read: read it again and decide anew.
-                    None => store = parse(ctx.kube.get_secret(&namespace, &store_name).await?),
+                    None => {
+                        let secret = ctx.kube.get_secret(store_namespace, &store_name).await?;
+                        store = parse(secret);
+                    }
                 }
             }
             RequestPlan::Report { status, notes } => {

@@ -25,6 +25,9 @@ pub(super) struct KeyWatch {
     pub(super) for_requests: reflector::ReflectHandle<Key>,
     /// The material store of each Key deleted, named once the cache has dropped the Key.
     pub(super) deleted: mpsc::UnboundedReceiver<ObjectRef<PartialObjectMeta<Secret>>>,
+    /// Each time the watch listed the Keys anew after the first time (its resourceVersion was
+    /// too old, or the API server restarted): Keys deleted meanwhile sent no deletion event.
+    pub(super) relisted: mpsc::UnboundedReceiver<()>,
     /// Drives the watch; the subscribers see nothing until it is polled.
     pub(super) watch: futures::future::BoxFuture<'static, ()>,
 }
@@ -36,16 +39,25 @@ impl KeyWatch {
         let subscribe = || writer.subscribe().expect("a shared store has subscribers");
         let (for_keys, for_requests) = (subscribe(), subscribe());
         let (deletions, deleted) = mpsc::unbounded();
+        let (relists, relisted) = mpsc::unbounded();
+        let store_namespace = ctx.scope.store_namespace.clone();
+        let mut lists = 0u64;
         let watch = watcher(keys, watch_config())
             .default_backoff()
             .modify(slim::<Key>)
             .reflect_shared(writer)
             .for_each(move |event| {
                 match event {
+                    // The receivers are closed only once the store controller has stopped.
                     Ok(watcher::Event::Delete(key)) => {
-                        if let Some(store) = store_of_key(&key) {
-                            // Only closed when the store controller has stopped.
+                        if let Some(store) = store_of_key(&store_namespace, &key) {
                             let _ = deletions.unbounded_send(store);
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        lists += 1;
+                        if lists > 1 {
+                            let _ = relists.unbounded_send(());
                         }
                     }
                     Ok(_) => {}
@@ -59,13 +71,14 @@ impl KeyWatch {
             for_keys,
             for_requests,
             deleted,
+            relisted,
             watch,
         }
     }
 }
 
 /// The material store of a Key.
-fn store_of_key(key: &Key) -> Option<ObjectRef<PartialObjectMeta<Secret>>> {
-    let namespace = key.namespace()?;
-    Some(ObjectRef::new(&crate::store::store_name(&key.name_any())).within(&namespace))
+fn store_of_key(store_namespace: &str, key: &Key) -> Option<ObjectRef<PartialObjectMeta<Secret>>> {
+    let name = crate::store::store_name(&key.namespace()?, &key.name_any());
+    Some(ObjectRef::new(&name).within(store_namespace))
 }

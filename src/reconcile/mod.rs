@@ -3,8 +3,10 @@
 mod key;
 mod key_version;
 mod key_watch;
+mod migrate;
 mod orphan;
 mod status_memo;
+mod store_watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,9 @@ use crate::error::Error;
 use crate::kms::material::{self, Material};
 use crate::plan::PlanSettings;
 use crate::runtime::metrics::Telemetry;
+use crate::store::StoreLocation;
 use key_watch::KeyWatch;
+use store_watch::{StoreWatch, key_of_store};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -69,15 +73,41 @@ impl Context {
     }
 }
 
-/// Where the controllers look (one namespace, or all of them), and how many objects each
-/// reconciles at once.
+/// Where the controllers look (Keys in one namespace, or in all of them), where material is
+/// kept, and how many objects each controller reconciles at once.
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub namespace: Option<String>,
+    /// keyward's own namespace, which holds every key's material store.
+    pub store_namespace: String,
     pub concurrency: u16,
 }
 
 impl Scope {
+    /// Where the store of Key `key_name` of `key_namespace` is.
+    pub fn store_of<'a>(&'a self, key_namespace: &'a str, key_name: &'a str) -> StoreLocation<'a> {
+        StoreLocation {
+            store_namespace: &self.store_namespace,
+            key_namespace,
+            key_name,
+        }
+    }
+
+    /// The label selector of the stores of the Keys in scope: an operator watching one
+    /// namespace never sees, counts or destroys the stores of another's.
+    pub fn stores_selector(&self) -> String {
+        let mut selector = format!(
+            "{},{}={}",
+            labels::managed_selector(),
+            labels::ROLE,
+            labels::ROLE_MATERIAL
+        );
+        if let Some(namespace) = &self.namespace {
+            selector.push_str(&format!(",{}={namespace}", labels::KEY_NAMESPACE));
+        }
+        selector
+    }
+
     fn api<K>(&self, client: kube::Client) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -90,16 +120,27 @@ impl Scope {
 /// Runs the Key, KeyVersion and store controllers until a shutdown signal. Ready once the Key
 /// and KeyVersion caches are filled.
 pub async fn run(ctx: Arc<Context>) {
-    // Each subscriber of the Key watch is handed to the one controller that reads it: an
+    // Before any controller looks for a store where stores are now kept.
+    migrate::move_former_stores(&ctx).await;
+    // Each subscriber of the shared watches is handed to the one controller that reads it: an
     // unread subscriber would stall the watch once its buffer is full.
     let KeyWatch {
         cache: keys,
         for_keys,
         for_requests,
         deleted,
+        relisted,
         watch: key_watch,
     } = KeyWatch::new(&ctx);
-    let key_controller = key_controller(&ctx, keys.clone(), for_keys);
+    let StoreWatch {
+        cache: stores,
+        for_stores,
+        for_keys: store_changes,
+        deleted: stores_deleted,
+        watch: store_watch,
+    } = StoreWatch::new(&ctx);
+    let key_controller =
+        key_controller(&ctx, keys.clone(), for_keys, store_changes).reconcile_on(stores_deleted);
     let requests = key_version_controller(&ctx, for_requests);
     ctx.telemetry.watch_keys(keys.clone());
     let (key_cache, request_cache) = (keys.clone(), requests.store());
@@ -127,7 +168,7 @@ pub async fn run(ctx: Arc<Context>) {
             ctx.clone(),
         )
         .for_each(log_outcome);
-    let stores = store_controller(&ctx, deleted)
+    let stores = store_controller(&ctx, stores, for_stores, deleted, relisted)
         .shutdown_on_signal()
         .run(
             move |store, ctx| {
@@ -140,13 +181,14 @@ pub async fn run(ctx: Arc<Context>) {
             ctx.clone(),
         )
         .for_each(log_outcome);
-    // The Key watch feeds the controllers and runs until they have all stopped.
+    // The watches feed the controllers and run until they have all stopped.
     let controllers = async {
         futures::join!(key_controller, requests, stores, readiness);
     };
     tokio::select! {
         () = controllers => {}
         () = key_watch => {}
+        () = store_watch => {}
     }
 }
 
@@ -154,22 +196,32 @@ fn key_controller(
     ctx: &Context,
     cache: reflector::Store<Key>,
     changes: reflector::ReflectHandle<Key>,
+    store_changes: reflector::ReflectHandle<PartialObjectMeta<Secret>>,
 ) -> Controller<Key> {
-    // Only keyward's Secrets, and only their metadata: key bytes never enter the cache, and
-    // the cluster's other Secrets cost nothing.
+    // Only keyward's consumer Secrets, and only their metadata: key bytes never enter the
+    // operator, and the cluster's other Secrets cost nothing.
     let secrets: Api<PartialObjectMeta<Secret>> = ctx.scope.api(ctx.kube.client().clone());
-    let managed = watch_config().labels(&labels::managed_selector());
+    let consumers = format!(
+        "{},{}={}",
+        labels::managed_selector(),
+        labels::ROLE,
+        labels::ROLE_CONSUMER
+    );
     // The events of this process's own writes wake nothing: the reconcile that wrote went on
     // from what the write returned. Without this, every key would be reconciled again, with
     // two live reads, once per Secret written and once for its status.
     let own = ctx.kube.own_writes.clone();
-    let secret_changes = watcher(secrets, managed)
+    let consumer_changes = watcher(secrets, watch_config().labels(&consumers))
         .touched_objects()
         .try_filter(move |secret| futures::future::ready(!own.is_echo(secret)));
     let own = ctx.kube.own_writes.clone();
+    let store_changes =
+        store_changes.filter(move |store| futures::future::ready(!own.is_echo(store.as_ref())));
+    let own = ctx.kube.own_writes.clone();
     let key_changes = changes.filter(move |key| futures::future::ready(!own.is_echo(key.as_ref())));
     Controller::for_shared_stream(key_changes, cache)
-        .watches_stream(secret_changes, key_of_secret)
+        .watches_stream(consumer_changes, key_of_consumer)
+        .watches_shared_stream(store_changes, |store| key_of_store(&store))
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 
@@ -199,26 +251,18 @@ fn key_version_controller(
 }
 
 /// Material stores, to catch those whose Key object was deleted: every store when it
-/// changes, and the store of each Key deleted.
+/// changes, the store of each Key deleted, and every store again whenever the Key watch had to
+/// list the Keys anew (Keys deleted meanwhile left no deletion event).
 fn store_controller(
     ctx: &Context,
+    cache: reflector::Store<PartialObjectMeta<Secret>>,
+    changes: reflector::ReflectHandle<PartialObjectMeta<Secret>>,
     deleted_keys: mpsc::UnboundedReceiver<ObjectRef<PartialObjectMeta<Secret>>>,
+    keys_relisted: mpsc::UnboundedReceiver<()>,
 ) -> Controller<PartialObjectMeta<Secret>> {
-    let stores: Api<PartialObjectMeta<Secret>> = ctx.scope.api(ctx.kube.client().clone());
-    let selector = format!(
-        "{},{}={}",
-        labels::managed_selector(),
-        labels::ROLE,
-        labels::ROLE_MATERIAL
-    );
-    let (cache, writer) = reflector::store();
-    let store_changes = reflector(
-        writer,
-        watcher(stores, watch_config().labels(&selector)).modify(slim),
-    )
-    .applied_objects();
-    Controller::for_stream(store_changes, cache)
+    Controller::for_shared_stream(changes, cache)
         .reconcile_on(deleted_keys)
+        .reconcile_all_on(keys_relisted)
         .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
 }
 
@@ -238,8 +282,8 @@ pub(super) fn slim<K: Resource>(object: &mut K) {
     }
 }
 
-/// The Key a keyward Secret belongs to, from the annotation that holds its full name.
-fn key_of_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<Key>> {
+/// The Key a consumer Secret belongs to: of its namespace, named by its annotation.
+fn key_of_consumer(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<Key>> {
     let name = secret.annotations().get(labels::KEY)?;
     let namespace = secret.namespace()?;
     Some(ObjectRef::new(name).within(&namespace))

@@ -1,11 +1,13 @@
 //! How key material is kept (pure): one material store Secret per key, and the consumer Secret
 //! that is derived from it. See docs/design.md for why.
 //!
-//! The store is named after the Key (so a second mint for the same Key is an "already exists"
-//! from the API server, never a second key), created once, and only ever grows by new
-//! versions under fresh ids: no entry is rewritten. It carries no owner reference, so
-//! deleting the Key never cascades to the material. The consumer Secret holds nothing that
-//! is not in the store, so it can always be rebuilt from it.
+//! Stores live in keyward's own namespace (`--store-namespace`), never in a tenant's: nothing
+//! a tenant does in its namespace (deleting Secrets, or the namespace itself) can lose material
+//! before its pending window ends. A store is named after its Key's namespace and name (so a
+//! second mint for the same Key is an "already exists" from the API server, never a second
+//! key), created once, and only ever grows by new versions under fresh ids: no entry is
+//! rewritten. The consumer Secret in the Key's namespace holds nothing that is not in the
+//! store, so it can always be rebuilt from it.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,7 @@ use crate::kms::material::{Material, SecretBytes};
 use crate::kms::schedule::format_kms_time;
 
 mod consumer;
+pub mod migration;
 mod record;
 
 pub use consumer::{desired_consumer, is_consumer_of};
@@ -45,18 +48,35 @@ fn version_entries(key_spec: KeySpec, version_id: &str) -> Vec<String> {
     }
 }
 
-/// The store's Secret name for a Key: readable, deterministic, and within the 253-character
-/// limit of Secret names however long the Key's name is.
-pub fn store_name(key_name: &str) -> String {
-    const SUFFIX: &str = ".keyward-material";
-    if key_name.len() + SUFFIX.len() <= 253 {
-        format!("{key_name}{SUFFIX}")
+/// The store's Secret name for Key `key_name` of `namespace`: readable, deterministic, distinct
+/// for every Key of every namespace (namespace names hold no dot), and within the 253-character
+/// limit of Secret names however long the names are. The suffix sets stores apart from the
+/// stores of the former layout (`<key>.keyward-material`, in the Key's namespace).
+pub fn store_name(namespace: &str, key_name: &str) -> String {
+    const SUFFIX: &str = ".keyward-store";
+    let name = format!("{namespace}.{key_name}");
+    if name.len() + SUFFIX.len() <= 253 {
+        format!("{name}{SUFFIX}")
     } else {
         format!(
             "{}.{}{SUFFIX}",
-            prefix_chars(key_name, 200).trim_end_matches(['-', '.']),
-            short_hash(key_name)
+            prefix_chars(&name, 200).trim_end_matches(['-', '.']),
+            short_hash(&format!("{namespace}/{key_name}"))
         )
+    }
+}
+
+/// Where a Key's store is: keyward's store namespace, and the Key it belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreLocation<'a> {
+    pub store_namespace: &'a str,
+    pub key_namespace: &'a str,
+    pub key_name: &'a str,
+}
+
+impl StoreLocation<'_> {
+    pub fn name(&self) -> String {
+        store_name(self.key_namespace, self.key_name)
     }
 }
 
@@ -88,8 +108,7 @@ fn managed_meta(
 
 /// A new store for a key with its initial version (none for a key awaiting imported material).
 pub fn new_store(
-    namespace: &str,
-    key_name: &str,
+    location: StoreLocation<'_>,
     record: &KeyRecord,
     initial: Option<&Material>,
 ) -> Secret {
@@ -98,13 +117,17 @@ pub fn new_store(
         data.extend(material_entries(&version.key_version_id, material));
     }
     let mut metadata = managed_meta(
-        store_name(key_name),
-        namespace,
-        key_name,
+        location.name(),
+        location.store_namespace,
+        location.key_name,
         labels::ROLE_MATERIAL,
         &record.key_id,
     );
+    let namespace = location.key_namespace.to_string();
+    let labels = metadata.labels.get_or_insert_default();
+    labels.insert(labels::KEY_NAMESPACE.into(), namespace.clone());
     let annotations = metadata.annotations.get_or_insert_default();
+    annotations.insert(labels::KEY_NAMESPACE.into(), namespace);
     annotations.insert(labels::KEY_SPEC.into(), record.key_spec.as_str().into());
     annotations.insert(labels::VERSIONS.into(), record.versions.len().to_string());
     Secret {
@@ -259,9 +282,9 @@ pub struct Store {
     secret: Secret,
 }
 
-/// Checks that `secret` is the store of Key `key_name` and that every version it lists has its
-/// material, and reads its record.
-fn read_record(secret: &Secret, key_name: &str) -> Result<KeyRecord, Rejection> {
+/// Checks that `secret` is the store of Key `key_name` of `namespace` and that every version it
+/// lists has its material, and reads its record.
+fn read_record(secret: &Secret, namespace: &str, key_name: &str) -> Result<KeyRecord, Rejection> {
     let name = secret.metadata.name.as_deref().unwrap_or_default();
     let invalid = |what: String| {
         Rejection::new(
@@ -279,13 +302,16 @@ fn read_record(secret: &Secret, key_name: &str) -> Result<KeyRecord, Rejection> 
             labels::MATERIAL_SECRET_TYPE
         )));
     }
-    let annotations = secret.metadata.annotations.as_ref();
-    if annotations
-        .and_then(|a| a.get(labels::KEY))
-        .map(String::as_str)
-        != Some(key_name)
+    let annotation = |name| {
+        let annotations = secret.metadata.annotations.as_ref();
+        annotations.and_then(|a| a.get(name)).map(String::as_str)
+    };
+    if annotation(labels::KEY) != Some(key_name)
+        || annotation(labels::KEY_NAMESPACE) != Some(namespace)
     {
-        return Err(invalid(format!("does not belong to Key {key_name}")));
+        return Err(invalid(format!(
+            "does not belong to Key {key_name} of namespace {namespace}"
+        )));
     }
     let data = secret.data.as_ref();
     let record: KeyRecord = data
@@ -309,11 +335,11 @@ fn read_record(secret: &Secret, key_name: &str) -> Result<KeyRecord, Rejection> 
 }
 
 impl Store {
-    /// Parses the store of Key `key_name`; a store that is not whole is a rejection, never a
-    /// reason to mint again.
-    pub fn parse(secret: Secret, key_name: &str) -> Result<Self, Rejection> {
+    /// Parses the store of Key `key_name` of `namespace`; a store that is not whole is a
+    /// rejection, never a reason to mint again.
+    pub fn parse(secret: Secret, namespace: &str, key_name: &str) -> Result<Self, Rejection> {
         Ok(Store {
-            record: read_record(&secret, key_name)?,
+            record: read_record(&secret, namespace, key_name)?,
             secret,
         })
     }

@@ -28,6 +28,9 @@ pub const OPERATOR_LOG_LEVEL: &str = "trace";
 pub struct TestEnv {
     pub client: Client,
     pub namespace: String,
+    /// Where this test's operators keep material stores (`--store-namespace`): the test's
+    /// own, so that tests running at once never see each other's stores.
+    pub store_namespace: String,
     /// Running operator processes, by the index they were started with.
     operators: Vec<(usize, Child)>,
     /// Operators started so far, killed ones included: numbers each one's log.
@@ -42,25 +45,18 @@ impl TestEnv {
         install_crds(&client).await;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let mut namespace = format!("kw-{}", test.replace('_', "-"));
-        namespace.truncate(54);
+        namespace.truncate(51);
         let namespace = format!("{}-{}", namespace.trim_end_matches('-'), &suffix[..8]);
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(namespace.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create test namespace");
+        let store_namespace = format!("{namespace}-kw");
+        for name in [&namespace, &store_namespace] {
+            create_namespace(&client, name).await;
+        }
         let log_dir = std::env::temp_dir().join("keyward-tests").join(&namespace);
         std::fs::create_dir_all(&log_dir).expect("log dir");
         TestEnv {
             client,
             namespace,
+            store_namespace,
             operators: Vec::new(),
             started: 0,
             log_dir,
@@ -84,6 +80,7 @@ impl TestEnv {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
         command
             .args(["run", "--watch-namespace", &self.namespace])
+            .args(["--store-namespace", &self.store_namespace])
             .args(["--log-level", OPERATOR_LOG_LEVEL])
             .args(extra_args);
         if !extra_args.contains(&"--http-addr") {
@@ -156,12 +153,27 @@ impl TestEnv {
     }
 }
 
+/// Creates a namespace of a test's.
+pub async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create test namespace");
+}
+
 /// Prints what a test namespace holds, never Secret data, and the operators' logs.
-async fn dump(client: Client, namespace: &str, log_dir: &Path) {
+async fn dump(client: Client, namespace: &str, store_namespace: &str, log_dir: &Path) {
     eprintln!("=== namespace {namespace} at failure");
     let keys: Api<Key> = Api::namespaced(client.clone(), namespace);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let events: Api<Event> = Api::namespaced(client, namespace);
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     {
         if let Ok(keys) = keys.list(&ListParams::default()).await {
             for key in keys.items {
@@ -174,11 +186,16 @@ async fn dump(client: Client, namespace: &str, log_dir: &Path) {
                 );
             }
         }
-        if let Ok(secrets) = secrets.list(&ListParams::default()).await {
+        for namespace in [namespace, store_namespace] {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let Ok(secrets) = secrets.list(&ListParams::default()).await else {
+                continue;
+            };
             for s in secrets.items {
                 let entries: Vec<&String> = s.data.iter().flat_map(|d| d.keys()).collect();
                 eprintln!(
-                    "--- Secret {} type={:?} rv={:?} labels={:?} annotations={:?} entries={entries:?}",
+                    "--- Secret {namespace}/{} type={:?} rv={:?} labels={:?} annotations={:?} \
+                     entries={entries:?}",
                     s.name_any(),
                     s.type_,
                     s.resource_version(),
@@ -213,6 +230,7 @@ impl Drop for TestEnv {
         self.kill_operators();
         let failed = std::thread::panicking();
         let namespace = self.namespace.clone();
+        let store_namespace = self.store_namespace.clone();
         let log_dir = self.log_dir.clone();
         // Drop cannot await, and the test's runtime may be shutting down: use a thread with a
         // runtime of its own.
@@ -224,14 +242,14 @@ impl Drop for TestEnv {
             runtime.block_on(async move {
                 let client = client().await;
                 // First: a leak it finds is redacted from the logs before the dump prints them.
-                let leaks = leak_check(&client, &namespace, &log_dir).await;
+                let leaks = leak_check(&client, &[&namespace, &store_namespace], &log_dir).await;
                 if failed {
-                    dump(client.clone(), &namespace, &log_dir).await;
+                    dump(client.clone(), &namespace, &store_namespace, &log_dir).await;
                 }
                 let namespaces: Api<Namespace> = Api::all(client);
-                let _ = namespaces
-                    .delete(&namespace, &DeleteParams::default())
-                    .await;
+                for namespace in [&namespace, &store_namespace] {
+                    let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
+                }
                 leaks
             })
         });

@@ -14,21 +14,26 @@ use kube::{Api, Client, ResourceExt};
 /// [`material_needles`], in every operator log of the test. A finding names the Secret, the
 /// entry, the log and the encoding, never the material; the logs are redacted in place so that
 /// nothing printed afterwards (the failure dump's log tails) or kept on disk repeats it.
-pub async fn leak_check(client: &Client, namespace: &str, log_dir: &Path) -> Vec<String> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+pub async fn leak_check(client: &Client, namespaces: &[&str], log_dir: &Path) -> Vec<String> {
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyward");
-    let mut attempts = 0;
-    let secrets = loop {
-        match secrets.list(&lp).await {
-            Ok(list) => break list.items,
-            // A test that disturbed the API server may leave it briefly unavailable.
-            Err(_) if attempts < 10 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut secrets = Vec::new();
+    for namespace in namespaces {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let mut attempts = 0;
+        loop {
+            match api.list(&lp).await {
+                Ok(list) => break secrets.extend(list.items),
+                // A test that disturbed the API server may leave it briefly unavailable.
+                Err(_) if attempts < 10 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    return vec![format!("cannot list {namespace}'s Secrets to check: {e}")];
+                }
             }
-            Err(e) => return vec![format!("cannot list the namespace's Secrets to check: {e}")],
         }
-    };
+    }
     let mut needles = Vec::new();
     for secret in &secrets {
         let data = secret.data.clone().unwrap_or_default();

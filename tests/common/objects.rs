@@ -186,14 +186,33 @@ impl TestEnv {
 
     /// The record (`key.json`) of Key `name`'s material store, if the store exists.
     pub async fn record(&self, name: &str) -> Option<KeyRecord> {
-        let store = self.secret(&format!("{name}.keyward-material")).await?;
+        let store = self.store(name).await?;
         Some(record_of(&store))
     }
 
-    /// The Secrets keyward manages in this namespace.
+    /// The material store of Key `name`, in the store namespace, if it exists.
+    pub async fn store(&self, name: &str) -> Option<Secret> {
+        let store_name = self.store_name(name);
+        self.stores().get_opt(&store_name).await.expect("get store")
+    }
+
+    /// The name of Key `name`'s store in the store namespace.
+    pub fn store_name(&self, name: &str) -> String {
+        keyward::store::store_name(&self.namespace, name)
+    }
+
+    /// The Secrets of the store namespace.
+    pub fn stores(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.store_namespace)
+    }
+
+    /// The Secrets keyward manages for this test: consumers in its namespace, stores in its
+    /// store namespace.
     pub async fn managed_secrets(&self) -> Vec<Secret> {
         let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyward");
-        self.secrets().list(&lp).await.expect("list Secrets").items
+        let mut secrets = self.secrets().list(&lp).await.expect("list Secrets").items;
+        secrets.extend(self.stores().list(&lp).await.expect("list stores").items);
+        secrets
     }
 }
 

@@ -201,6 +201,14 @@ pub async fn assert_consumers_serve_stores(env: &TestEnv, fleet: &Fleet, context
         })
         .await
         .items;
+        let stores = retrying("list the stores", RECOVER, || {
+            let stores = env.stores();
+            let lp = lp.clone();
+            async move { stores.list(&lp).await }
+        })
+        .await
+        .items;
+        let stores: BTreeMap<String, &Secret> = stores.iter().map(|s| (s.name_any(), s)).collect();
         let keys = retrying("list Keys", RECOVER, || {
             let keys = env.keys();
             async move { keys.list(&ListParams::default()).await }
@@ -212,7 +220,7 @@ pub async fn assert_consumers_serve_stores(env: &TestEnv, fleet: &Fleet, context
         let mut problems = Vec::new();
         pending.retain(|name| {
             let def = &fleet.keys[name];
-            let Some(store) = by_name.get(&format!("{name}.keyward-material")) else {
+            let Some(store) = stores.get(&env.store_name(name)) else {
                 problems.push(format!("{name}: no store"));
                 return true;
             };

@@ -244,7 +244,7 @@ pub async fn observe(env: &TestEnv, fleet: &Fleet, context: &str) -> Snapshot {
 pub async fn list_stores(env: &TestEnv) -> Vec<Secret> {
     let lp = ListParams::default().labels(&store_selector());
     retrying("list the material stores", RECOVER, || {
-        let secrets = env.secrets();
+        let secrets = env.stores();
         let lp = lp.clone();
         async move { secrets.list(&lp).await }
     })
@@ -318,7 +318,7 @@ pub fn assert_preserved(context: &str, before: &Snapshot, after: &Snapshot) -> u
 pub async fn progress(env: &TestEnv) -> (usize, usize) {
     let lp = ListParams::default().labels(&store_selector());
     let stores = retrying("list store metadata", RECOVER, || {
-        let secrets = env.secrets();
+        let secrets = env.stores();
         let lp = lp.clone();
         async move { secrets.list_metadata(&lp).await }
     })

@@ -262,7 +262,8 @@ pub fn arn_account(key: &Key) -> String {
 /// Every Key's material store and consumer Secret exist.
 pub async fn assert_material_present(env: &TestEnv, keys: &[Key]) {
     for key in keys {
-        let store = keyward::store::store_name(&key.name_any());
+        // The chart's operator keeps stores in the release namespace.
+        let store = keyward::store::store_name(&key.namespace().unwrap(), &key.name_any());
         let store = env
             .secret(&store)
             .await

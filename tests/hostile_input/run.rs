@@ -298,11 +298,20 @@ async fn unexpected_material(
         .iter()
         .map(|s| s.name_any())
         .collect();
+    let stores: BTreeSet<String> = env
+        .stores()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
     for (name, key) in keys {
         if valid_keys.contains(name) {
             continue;
         }
-        if all.contains(&keyward::store::store_name(name)) {
+        if stores.contains(&env.store_name(name)) {
             mismatches.push(format!(
                 "a material store for invalid Key {}",
                 shorten(name)
@@ -321,7 +330,7 @@ async fn unexpected_material(
     }
     let with_material = valid_keys
         .iter()
-        .filter(|k| all.contains(&keyward::store::store_name(k)))
+        .filter(|k| stores.contains(&env.store_name(k)))
         .count();
     if managed.len() != 2 * with_material {
         mismatches.push(format!(

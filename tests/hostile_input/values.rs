@@ -147,11 +147,6 @@ pub fn seed_rules(c: &mut Corpus) {
             "spec.rotationInterval",
         ),
         (
-            "secretName of another key's material store",
-            json!({"secretName": format!("{TARGET_AES}.keyward-material")}),
-            "spec.secretName",
-        ),
-        (
             "secretName of another key's consumer Secret",
             json!({"secretName": TARGET_AES}),
             "spec.secretName",
@@ -220,11 +215,6 @@ pub fn object_names(c: &mut Corpus) {
         ("NUL", "a\u{0}b".into(), Expect::Refused),
         ("leading dash", "-a".into(), Expect::Refused),
         ("empty", String::new(), Expect::Refused),
-        (
-            "another key's store name (its consumer Secret name collides)",
-            format!("{TARGET_AES}.keyward-material"),
-            Expect::Rejected("spec.secretName"),
-        ),
     ] {
         let body = manifest(Kind::Key, &name, json!({}));
         c.push(

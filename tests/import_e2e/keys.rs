@@ -56,12 +56,8 @@ pub fn ready(key: &Key) -> &Condition {
         .expect("the Key has a Ready condition")
 }
 
-pub fn store_name(key: &str) -> String {
-    format!("{key}.keyward-material")
-}
-
 pub async fn store(env: &TestEnv, key: &str) -> Secret {
-    env.secret(&store_name(key))
+    env.store(key)
         .await
         .unwrap_or_else(|| panic!("Key {key} has no material store"))
 }

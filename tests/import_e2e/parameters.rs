@@ -13,7 +13,7 @@ use crate::common::scratch::Scratch;
 use crate::common::{TestEnv, entry, entry_names, ready_message, record_of};
 use crate::keys::{
     AWAITING, count_events, external, material_in, metadata, parse_kms, ready, status, store,
-    store_name, wait_parameters,
+    wait_parameters,
 };
 use crate::material::{put_entries, random, wrapped_entries};
 
@@ -157,8 +157,8 @@ async fn expired_import_parameters_are_replaced_and_the_old_token_is_refused() {
         "key.json".into(),
         ByteString(serde_json::to_vec(&record).unwrap()),
     );
-    env.secrets()
-        .replace(&store_name("stale"), &PostParams::default(), &current)
+    env.stores()
+        .replace(&env.store_name("stale"), &PostParams::default(), &current)
         .await
         .expect("backdate the token");
 

@@ -8,8 +8,7 @@ use kube::ResourceExt;
 use crate::checks::{assert_imported, assert_refused};
 use crate::common::{TestEnv, data_digest, entry_names, key_version_manifest, record_of};
 use crate::keys::{
-    AWAITING, external, material_in, metadata, put_secret, status, store, store_name,
-    wait_parameters,
+    AWAITING, external, material_in, metadata, put_secret, status, store, wait_parameters,
 };
 use crate::material::random;
 
@@ -46,7 +45,7 @@ async fn external_keys_never_rotate_and_take_no_key_versions() {
         "automatic rotation is not available for keys with origin EXTERNAL",
     )
     .await;
-    assert!(env.secret(&store_name("rotating")).await.is_none());
+    assert!(env.store("rotating").await.is_none());
     assert!(env.secret("rotating").await.is_none());
 
     // KeyVersions for an imported and for an awaiting EXTERNAL key are refused.

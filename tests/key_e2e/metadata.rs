@@ -243,10 +243,7 @@ async fn external_keys_wait_for_imported_material() {
     assert_eq!(m.last_rotation_date, None);
     assert_eq!(m.primary_key_version, None);
     assert!(is_uuid(&m.key_id));
-    let store = env
-        .secret("byok.keyward-material")
-        .await
-        .expect("the key's record");
+    let store = env.store("byok").await.expect("the key's record");
     assert_eq!(
         entry_names(&store),
         ["import.private.pem", "key.json"],

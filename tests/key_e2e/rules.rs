@@ -153,7 +153,7 @@ async fn immutable_fields_cannot_change_once_the_key_exists() {
     let env = TestEnv::with_operator("immutable").await;
     env.apply_key("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: fixed}\nspec: {keySpec: RSA_2048, keyUsage: SIGN/VERIFY}\n").await;
     let before = env.wait_ready("fixed").await;
-    let store_before = data_digest(&env.secret("fixed.keyward-material").await.unwrap());
+    let store_before = data_digest(&env.store("fixed").await.unwrap());
     let consumer_before = env.secret("fixed").await.unwrap().resource_version();
 
     for (spec, field) in [
@@ -179,7 +179,7 @@ async fn immutable_fields_cannot_change_once_the_key_exists() {
         );
     }
     assert_eq!(
-        data_digest(&env.secret("fixed.keyward-material").await.unwrap()),
+        data_digest(&env.store("fixed").await.unwrap()),
         store_before
     );
     assert_eq!(

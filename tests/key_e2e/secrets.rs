@@ -142,16 +142,19 @@ async fn a_lost_material_store_is_reported_and_never_replaced() {
     let key_id = key.status.unwrap().key_metadata.unwrap().key_id;
     let consumer = env.secret("orphan").await.unwrap();
 
-    env.secrets()
-        .delete("orphan.keyward-material", &DeleteParams::default())
+    // Only someone allowed into keyward's store namespace can do this: an administrator.
+    env.stores()
+        .delete(&env.store_name("orphan"), &DeleteParams::default())
         .await
         .unwrap();
     let key = env.wait_reason("orphan", "MaterialStoreMissing").await;
     let message = ready_message(&key);
     assert!(
-        message.starts_with(
-            "MaterialStoreMissing: the material store Secret orphan.keyward-material of key"
-        ),
+        message.starts_with(&format!(
+            "MaterialStoreMissing: the material store Secret {} (in keyward's store namespace) \
+             of key",
+            env.store_name("orphan")
+        )),
         "{message}"
     );
     assert!(message.contains(&key_id), "{message}");
@@ -163,7 +166,7 @@ async fn a_lost_material_store_is_reported_and_never_replaced() {
     env.wait_event("orphan", "MaterialStoreMissing").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        env.secret("orphan.keyward-material").await.is_none(),
+        env.store("orphan").await.is_none(),
         "replacement material was minted"
     );
     let after = env.secret("orphan").await.unwrap();
@@ -189,16 +192,13 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
         .unwrap()
         .key_id;
 
-    let material_before = symmetric_material(&env.secret("kept.keyward-material").await.unwrap());
+    let material_before = symmetric_material(&env.store("kept").await.unwrap());
     let consumer = data_digest(&env.secret("kept").await.unwrap());
 
     delete_key(&env, "kept").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The material is kept (the lifecycle issue adds the pending window it now waits in).
-    let kept = env
-        .secret("kept.keyward-material")
-        .await
-        .expect("store kept");
+    let kept = env.store("kept").await.expect("store kept");
     assert_eq!(
         symmetric_material(&kept),
         material_before,
@@ -234,7 +234,7 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
         "the same key came back"
     );
     assert_eq!(data_digest(&env.secret("kept").await.unwrap()), consumer);
-    let store = env.secret("kept.keyward-material").await.unwrap();
+    let store = env.store("kept").await.unwrap();
     assert_eq!(
         symmetric_material(&store),
         material_before,

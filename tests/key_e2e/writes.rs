@@ -48,10 +48,7 @@ async fn snapshot(env: &TestEnv, names: &[&str]) -> Vec<[String; 5]> {
     let mut state = Vec::new();
     for name in names {
         let key = env.key(name).await;
-        let store = env
-            .secret(&format!("{name}.keyward-material"))
-            .await
-            .unwrap();
+        let store = env.store(name).await.unwrap();
         let consumer = env.secret(name).await.unwrap();
         state.push([
             key.resource_version().unwrap(),
@@ -82,10 +79,7 @@ async fn two_operators_at_once_still_mint_exactly_one_key_each() {
     for name in &names {
         let key = env.wait_ready(name).await;
         let key_id = key.status.unwrap().key_metadata.unwrap().key_id;
-        let store = env
-            .secret(&format!("{name}.keyward-material"))
-            .await
-            .unwrap();
+        let store = env.store(name).await.unwrap();
         assert_eq!(store.annotations().get("keyward.dev/key-id"), Some(&key_id));
         let record: serde_json::Value = serde_json::from_slice(entry(&store, "key.json")).unwrap();
         assert_eq!(

@@ -41,7 +41,7 @@ async fn scheduled_deletion_can_be_cancelled_and_destroys_the_material_when_due(
     env.apply_key(&key_manifest("doomed", "{keyState: Enabled}"))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(env.secret("doomed.keyward-material").await.is_none());
+    assert!(env.store("doomed").await.is_none());
     assert_eq!(
         common::ready_reason(&env.key("doomed").await).as_deref(),
         Some("KeyDeleted")
@@ -59,16 +59,8 @@ async fn assert_cancelled_deletion_changes_nothing(env: &TestEnv, name: &str) {
         .key_metadata
         .unwrap()
         .key_id;
-    let spared_store = data_digest(
-        &env.secret(&format!("{name}.keyward-material"))
-            .await
-            .unwrap(),
-    );
-    let spared_material = symmetric_material(
-        &env.secret(&format!("{name}.keyward-material"))
-            .await
-            .unwrap(),
-    );
+    let spared_store = data_digest(&env.store(name).await.unwrap());
+    let spared_material = symmetric_material(&env.store(name).await.unwrap());
     env.apply_key(&key_manifest(
         name,
         "{keyState: PendingDeletion, pendingWindowInDays: 30}",
@@ -98,10 +90,7 @@ async fn assert_cancelled_deletion_changes_nothing(env: &TestEnv, name: &str) {
             .await
             .contains("cancelled the deletion")
     );
-    let store = env
-        .secret(&format!("{name}.keyward-material"))
-        .await
-        .unwrap();
+    let store = env.store(name).await.unwrap();
     assert_eq!(env.record(name).await.unwrap().deletion, None);
     assert_eq!(store.annotations().get("keyward.dev/delete-date"), None);
     let material = symmetric_material(&store);
@@ -133,10 +122,7 @@ async fn assert_destroyed_when_due(env: &TestEnv, name: &str) {
         .unwrap();
     loop {
         let now = jiff::Timestamp::now();
-        let exists = env
-            .secret(&format!("{name}.keyward-material"))
-            .await
-            .is_some();
+        let exists = env.store(name).await.is_some();
         if now.as_second() < delete_date.as_second() {
             assert!(exists, "destroyed before {delete_date}");
         } else if !exists {
@@ -169,7 +155,7 @@ async fn deleting_and_reapplying_a_key_within_the_window_restores_it_and_a_resta
         .unwrap()
         .key_id;
     let consumer = data_digest(&env.secret("pruned").await.unwrap());
-    let store = env.secret("pruned.keyward-material").await.unwrap();
+    let store = env.store("pruned").await.unwrap();
     let material: Vec<(String, Vec<u8>)> = store
         .data
         .iter()
@@ -236,7 +222,7 @@ async fn assert_same_key_restored(
         .unwrap();
     assert_eq!(back.key_id, key_id);
     assert_eq!(back.delete_date, None);
-    let store = env.secret("pruned.keyward-material").await.unwrap();
+    let store = env.store("pruned").await.unwrap();
     for (name, bytes) in material {
         assert_eq!(entry(&store, name), bytes.as_slice(), "{name} changed");
     }
@@ -258,7 +244,7 @@ async fn assert_new_key_after_the_window(env: &TestEnv, manifest: &str, key_id: 
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
-    while env.secret("pruned.keyward-material").await.is_some() {
+    while env.store("pruned").await.is_some() {
         assert!(Instant::now() < deadline, "not destroyed after the window");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -50,7 +50,7 @@ async fn disable_and_enable_withdraw_and_restore_the_same_material() {
         AutomaticRotation::Suspended
     );
     wait_state(&env, "flip-ec", KeyState::Disabled).await;
-    let store_before = data_digest(&env.secret("flip.keyward-material").await.unwrap());
+    let store_before = data_digest(&env.store("flip").await.unwrap());
     let versions = env.record("flip").await.unwrap().versions.len();
 
     // Withdrawn: the Secret stays, says why, and holds no material.
@@ -72,10 +72,7 @@ async fn disable_and_enable_withdraw_and_restore_the_same_material() {
         versions,
         "a disabled key rotated"
     );
-    assert_eq!(
-        data_digest(&env.secret("flip.keyward-material").await.unwrap()),
-        store_before
-    );
+    assert_eq!(data_digest(&env.store("flip").await.unwrap()), store_before);
     assert_request_refused_while_disabled(&env).await;
 
     // Enabled again: every version back, byte for byte.
@@ -126,10 +123,7 @@ async fn wait_every_version_restored(env: &TestEnv, name: &str) {
             .map(String::as_str)
             == Some("Enabled")
         {
-            let store = env
-                .secret(&format!("{name}.keyward-material"))
-                .await
-                .unwrap();
+            let store = env.store(name).await.unwrap();
             let record: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
             for version in &record.versions {
                 let entry_name = format!("{}.key", version.key_version_id);

@@ -34,7 +34,7 @@ async fn observe_versions(
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut all = BTreeMap::new();
     for key in keys {
-        if let Some(store) = env.secret(&format!("{key}.keyward-material")).await {
+        if let Some(store) = env.store(key).await {
             let record: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
             let digests = version_digests(&store);
             assert_eq!(
@@ -213,10 +213,7 @@ async fn assert_still_on_schedule(env: &TestEnv, rotating: &[&str]) {
 /// Each key's consumer Secret serves exactly what its store holds.
 async fn assert_consumers_serve_stores(env: &TestEnv, keys: &[&str]) {
     for key in keys {
-        let store = env
-            .secret(&format!("{key}.keyward-material"))
-            .await
-            .unwrap();
+        let store = env.store(key).await.unwrap();
         let newest = record(env, key)
             .await
             .versions

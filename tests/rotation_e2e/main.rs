@@ -60,11 +60,7 @@ fn version_digests(store: &Secret) -> BTreeMap<String, String> {
 async fn wait_versions(env: &TestEnv, key: &str, count: usize) -> KeyRecord {
     let deadline = Instant::now() + common::CONVERGE;
     loop {
-        if env
-            .secret(&format!("{key}.keyward-material"))
-            .await
-            .is_some()
-        {
+        if env.store(key).await.is_some() {
             let record = record(env, key).await;
             if record.versions.len() >= count {
                 return record;

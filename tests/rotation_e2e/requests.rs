@@ -80,7 +80,7 @@ async fn assert_created_after_the_interval(env: &TestEnv, key_id: &str) {
     assert_eq!(response.key_id, key_id);
     let version = response.key_version_id;
     let consumer = wait_consumer_serving(env, "signer", &version).await;
-    let store = env.secret("signer.keyward-material").await.unwrap();
+    let store = env.store("signer").await.unwrap();
     assert_eq!(
         entry(&consumer, "private.pem"),
         entry(&store, &format!("{version}.private.pem"))

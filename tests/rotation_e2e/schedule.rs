@@ -27,7 +27,7 @@ async fn keys_rotate_on_time_and_consumers_keep_every_version() {
     ))
     .await;
     env.wait_ready("spin").await;
-    let first = version_digests(&env.secret("spin.keyward-material").await.unwrap());
+    let first = version_digests(&env.store("spin").await.unwrap());
 
     let record = wait_versions(&env, "spin", 4).await;
     assert_on_schedule(&record, 3, 2);
@@ -58,7 +58,7 @@ async fn keys_rotate_on_time_and_consumers_keep_every_version() {
     );
     assert_eq!(m.rotation_interval.as_deref(), Some("3s"));
     assert!(key.status.as_ref().unwrap().key_versions.len() >= 4);
-    let store = env.secret("spin.keyward-material").await.unwrap();
+    let store = env.store("spin").await.unwrap();
     let consumer = wait_consumer_serving(&env, "spin", &newest).await;
     assert_eq!(
         entry(&consumer, "key"),
@@ -97,10 +97,7 @@ async fn assert_rebuilt_with_every_version(env: &TestEnv, name: &str) {
     env.wait_event_saying(name, "SecretRestored", "was deleted")
         .await;
     let rebuilt = env.secret(name).await.expect("rebuilt");
-    let store = env
-        .secret(&format!("{name}.keyward-material"))
-        .await
-        .unwrap();
+    let store = env.store(name).await.unwrap();
     let listed: KeyRecord = serde_json::from_slice(entry(&store, "key.json")).unwrap();
     assert!(listed.versions.len() >= 4);
     for version in &listed.versions {

@@ -223,9 +223,10 @@ fn fixing_a_rejected_request_creates_the_key() {
 
 fn store_missing_message(key_id: &str) -> String {
     format!(
-        "MaterialStoreMissing: the material store Secret {STORE} of key {key_id} is gone; \
-         keyward will not mint replacement material for an existing key: restore the \
-         Secret from a backup, or delete the Key and its consumer Secret to start a new key"
+        "MaterialStoreMissing: the material store Secret {STORE} (in keyward's store namespace) \
+         of key {key_id} is gone; keyward will not mint replacement material for an existing \
+         key: restore the Secret from a backup, or delete the Key and its consumer Secret to \
+         start a new key"
     )
 }
 

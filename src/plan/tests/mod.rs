@@ -32,7 +32,16 @@ const KEY_ID: &str = "08c33a6f-4e0a-4a1b-a3fa-7ddfa1d4c0de";
 const VERSION_ID: &str = "0ec2d249-9f64-4d8f-9587-1215525ec0de";
 /// The creation time the seed's sample shows: `t0()` truncated to the second.
 const CREATED: &str = "2016-03-25T10:42:40Z";
-const STORE: &str = "payments.keyward-material";
+const STORE: &str = "team-a.payments.keyward-store";
+
+/// Where the reconciler keeps the store of the Key under test.
+fn location() -> store::StoreLocation<'static> {
+    store::StoreLocation {
+        store_namespace: "keyward",
+        key_namespace: NS,
+        key_name: NAME,
+    }
+}
 
 fn settings() -> PlanSettings {
     PlanSettings {
@@ -84,7 +93,7 @@ fn spec_usage(spec: &str, usage: &str) -> Key {
 
 /// A store as the reconciler hands it to the planner: parsed once.
 fn parsed(store: Option<&Secret>) -> Option<Result<Store, Rejection>> {
-    store.map(|s| Store::parse(s.clone(), NAME))
+    store.map(|s| Store::parse(s.clone(), NS, NAME))
 }
 
 fn plan_at(key: &Key, store: Option<&Secret>, consumer: Option<&Secret>, now: Timestamp) -> Plan {
@@ -122,7 +131,7 @@ fn store_for(key: &Key) -> Secret {
     let material = new
         .mint
         .then(|| material::generate(new.record.key_spec).expect("minting works"));
-    let mut store = store::new_store(NS, NAME, &new.record, material.as_ref());
+    let mut store = store::new_store(location(), &new.record, material.as_ref());
     if !new.mint {
         // As the reconciler does next for an EXTERNAL key: issue import parameters.
         let (parameters, wrapping_key) = crate::kms::import::issue_parameters(t0()).unwrap();

@@ -124,7 +124,7 @@ fn protection_level_change_is_rejected_against_the_stores_record() {
     }
     .build();
     let material = material::generate(KeySpec::AliyunAes256).unwrap();
-    let store = store::new_store(NS, NAME, &record, Some(&material));
+    let store = store::new_store(location(), &record, Some(&material));
     let world = World {
         key: key(|_| {}),
         store: Some(store),
@@ -391,7 +391,7 @@ fn store_invalid_message(what: &str) -> String {
 type Breakage = (&'static str, fn(&mut Secret), String);
 
 /// Every way a store can stop being whole: material, record, type or owner.
-fn breakages() -> [Breakage; 8] {
+fn breakages() -> [Breakage; 9] {
     let version_entry = format!("entry {VERSION_ID}.key");
     let lacks = format!("lacks the material of version {VERSION_ID} ({version_entry})");
     [
@@ -451,12 +451,23 @@ fn breakages() -> [Breakage; 8] {
                     .unwrap()
                     .insert(labels::KEY.into(), "other".into());
             },
-            "does not belong to Key payments".to_string(),
+            "does not belong to Key payments of namespace team-a".to_string(),
+        ),
+        (
+            "annotation for another namespace",
+            |s| {
+                s.metadata
+                    .annotations
+                    .as_mut()
+                    .unwrap()
+                    .insert(labels::KEY_NAMESPACE.into(), "team-b".into());
+            },
+            "does not belong to Key payments of namespace team-a".to_string(),
         ),
         (
             "no annotations",
             |s| s.metadata.annotations = None,
-            "does not belong to Key payments".to_string(),
+            "does not belong to Key payments of namespace team-a".to_string(),
         ),
     ]
 }

@@ -112,7 +112,7 @@ fn rotation_mints_a_version_at_next_rotation_date_truncated_to_the_second() {
     assert_eq!(new.version.requested_by, None);
     assert_eq!(
         new.record,
-        store::Store::parse(world.store.clone().unwrap(), NAME)
+        store::Store::parse(world.store.clone().unwrap(), NS, NAME)
             .unwrap()
             .record
     );

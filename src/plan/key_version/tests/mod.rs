@@ -23,6 +23,15 @@ const NS: &str = "team-a";
 const REGION: &str = "cn-hangzhou";
 const ACCOUNT: &str = "123456";
 const KEY_NAME: &str = "signing";
+
+/// Where the reconciler keeps the store of the Key requests name.
+fn location() -> store::StoreLocation<'static> {
+    store::StoreLocation {
+        store_namespace: "keyward",
+        key_namespace: NS,
+        key_name: KEY_NAME,
+    }
+}
 const KEY_ID: &str = "0b30658a-ed1a-4922-b8f7-a673ca9c0de0";
 const INITIAL_VERSION_ID: &str = "6b1e9fd4-1d2c-4d6f-8a4b-3c7e2f9a0de0";
 const REQUEST_NAME: &str = "signing-next";
@@ -135,7 +144,7 @@ fn store_for(key: &Key, created: Timestamp) -> Secret {
     let material = new
         .mint
         .then(|| material::generate(new.record.key_spec).expect("minting works"));
-    let mut store = store::new_store(NS, KEY_NAME, &new.record, material.as_ref());
+    let mut store = store::new_store(location(), &new.record, material.as_ref());
     store.metadata.resource_version = Some("100".into());
     store
 }
@@ -156,7 +165,7 @@ fn pending_import_store(spec: KeySpec) -> Secret {
         pending_window_days: 30,
     }
     .build();
-    let mut store = store::new_store(NS, KEY_NAME, &record, None);
+    let mut store = store::new_store(location(), &record, None);
     store.metadata.resource_version = Some("100".into());
     store
 }
@@ -214,14 +223,14 @@ impl World {
     /// The store's record, read as the planner reads it.
     fn record(&self) -> KeyRecord {
         let secret = self.store.as_ref().expect("a store Secret");
-        Store::parse(secret.clone(), KEY_NAME)
+        Store::parse(secret.clone(), NS, KEY_NAME)
             .map(|s| s.record)
             .expect("a readable store")
     }
 
     fn record_if_readable(&self) -> Option<KeyRecord> {
         let secret = self.store.as_ref()?;
-        Store::parse(secret.clone(), KEY_NAME)
+        Store::parse(secret.clone(), NS, KEY_NAME)
             .ok()
             .map(|s| s.record)
     }
@@ -280,7 +289,7 @@ fn plan_for(world: &World, request: &KeyVersion, now: Timestamp, version_id: &st
     let store = world
         .store
         .as_ref()
-        .map(|s| Store::parse(s.clone(), KEY_NAME));
+        .map(|s| Store::parse(s.clone(), NS, KEY_NAME));
     let observed = ObservedRequest {
         request,
         key: world.key.as_ref(),

@@ -54,7 +54,7 @@ fn asymmetric_key_awaiting_import_is_rejected_pending_import() {
     assert_eq!(refused.code, Code::UnsupportedOperation);
     assert_eq!(
         crate::plan::lifecycle::key_state(
-            &Store::parse(pending_import_store(KeySpec::EcP256), KEY_NAME)
+            &Store::parse(pending_import_store(KeySpec::EcP256), NS, KEY_NAME)
                 .unwrap()
                 .record,
             Some(KeyState::Enabled)
