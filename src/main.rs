@@ -130,6 +130,9 @@ enum LogFormat {
 /// wall-clock jump or a suspended process can delay a rotation.
 const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The most a leader waits, once its controllers have stopped, to hand the Lease over.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn interval_arg(text: &str) -> Result<Interval, String> {
     parse_interval(text).map_err(|e| format!("{text:?}: {e}"))
 }
@@ -253,16 +256,16 @@ async fn run_as_candidate(ctx: Arc<Context>, candidate: Candidate, identity: Str
     // A standby has nothing to sync: it is ready while it waits.
     telemetry.set_ready(true);
     tracing::info!(%identity, "waiting for the leader Lease");
-    tokio::select! {
-        () = candidate.acquire() => {}
+    let won = tokio::select! {
+        won = candidate.acquire() => won,
         _ = tokio::signal::ctrl_c() => return,
-    }
+    };
     tracing::info!(%identity, "acquired the leader Lease");
     telemetry.set_ready(false);
     telemetry.set_leader(true);
     tokio::select! {
-        () = reconcile::run(ctx) => candidate.release().await,
-        () = candidate.hold() => {
+        () = reconcile::run(ctx) => candidate.release(RELEASE_TIMEOUT).await,
+        () = candidate.hold(won) => {
             // Another replica may hold the Lease already: not one more write.
             tracing::error!(%identity, "lost the leader Lease; stopping at once");
             std::process::exit(1);
