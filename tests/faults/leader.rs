@@ -25,7 +25,7 @@ fn retry_period() -> Duration {
 }
 
 /// Each operator's identity, from its "waiting for the leader Lease" line, waited for.
-async fn identity_of(env: &TestEnv, operator: usize) -> String {
+pub(crate) async fn identity_of(env: &TestEnv, operator: usize) -> String {
     let deadline = Instant::now() + CONVERGE;
     loop {
         let log = env.operator_log(operator);
@@ -43,9 +43,9 @@ async fn identity_of(env: &TestEnv, operator: usize) -> String {
 }
 
 /// The replicas that may lead, by identity.
-type Candidates = BTreeMap<String, usize>;
+pub(crate) type Candidates = BTreeMap<String, usize>;
 
-async fn candidates(env: &TestEnv, operators: &[usize]) -> Candidates {
+pub(crate) async fn candidates(env: &TestEnv, operators: &[usize]) -> Candidates {
     let mut by_identity = Candidates::new();
     for &operator in operators {
         by_identity.insert(identity_of(env, operator).await, operator);
@@ -54,7 +54,7 @@ async fn candidates(env: &TestEnv, operators: &[usize]) -> Candidates {
 }
 
 /// Waits until one of `candidates` holds the Lease; returns it and when it acquired it.
-async fn wait_leader(
+pub(crate) async fn wait_leader(
     env: &TestEnv,
     candidates: &Candidates,
     within: Duration,
