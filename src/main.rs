@@ -13,6 +13,7 @@ use keyward::reconcile::{self, Context, Scope};
 use keyward::runtime::http;
 use keyward::runtime::leader::{Candidate, LeaseConfig};
 use keyward::runtime::metrics::Telemetry;
+use keyward::runtime::shutdown::Shutdown;
 
 #[derive(Parser)]
 #[command(
@@ -136,6 +137,13 @@ enum LogFormat {
 /// wall-clock jump or a suspended process can delay a rotation.
 const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How long after SIGTERM or SIGINT the process may take to stop, reconciles in flight and the
+/// Lease's release included, before it exits anyway: well within Kubernetes' default 30 s.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The most a leader waits, once its controllers have stopped, to hand the Lease over.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn interval_arg(text: &str) -> Result<Interval, String> {
     parse_interval(text).map_err(|e| format!("{text:?}: {e}"))
 }
@@ -168,6 +176,8 @@ fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
+    // First, so that no signal finds the process without its handler.
+    let shutdown = Shutdown::on_signals(SHUTDOWN_GRACE).context("listening for SIGTERM")?;
     anyhow::ensure!(
         args.min_rotation_interval <= args.max_rotation_interval,
         "--min-rotation-interval {} is longer than --max-rotation-interval {}",
@@ -235,10 +245,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         let identity = config.identity.clone();
         let candidate = Candidate::new(kube.client().clone(), config);
-        run_as_candidate(ctx, candidate, identity).await;
+        run_as_candidate(ctx, candidate, identity, shutdown).await;
     } else {
         telemetry.set_leader(true);
-        reconcile::run(ctx).await;
+        reconcile::run(ctx, shutdown).await;
     }
     tracing::info!("keyward stopped");
     Ok(())
@@ -261,23 +271,34 @@ fn lease_config(namespace: Option<String>, name: String, duration: Interval) -> 
     }
 }
 
-/// Waits for the leader Lease, then runs the controllers for as long as it is held. A replica
-/// that loses the Lease exits at once: another may hold it already.
-async fn run_as_candidate(ctx: Arc<Context>, candidate: Candidate, identity: String) {
+/// Waits for the leader Lease, then runs the controllers for as long as it is held, until
+/// `shutdown`. A replica that loses the Lease exits at once: another may hold it already.
+async fn run_as_candidate(
+    ctx: Arc<Context>,
+    candidate: Candidate,
+    identity: String,
+    shutdown: Shutdown,
+) {
     let telemetry = ctx.telemetry.clone();
     // A standby has nothing to sync: it is ready while it waits.
     telemetry.set_ready(true);
     tracing::info!(%identity, "waiting for the leader Lease");
-    tokio::select! {
-        () = candidate.acquire() => {}
-        _ = tokio::signal::ctrl_c() => return,
-    }
+    let won = tokio::select! {
+        won = candidate.acquire() => won,
+        () = shutdown.requested() => {
+            // A write taking the Lease may have been in flight: hand it on if it was.
+            candidate.release(RELEASE_TIMEOUT).await;
+            return;
+        }
+    };
     tracing::info!(%identity, "acquired the leader Lease");
     telemetry.set_ready(false);
     telemetry.set_leader(true);
     tokio::select! {
-        () = reconcile::run(ctx) => candidate.release().await,
-        () = candidate.hold() => {
+        // The controllers stop only at `shutdown`, with nothing left in flight: a standby may
+        // take over at once.
+        () = reconcile::run(ctx, shutdown) => candidate.release(RELEASE_TIMEOUT).await,
+        () = candidate.hold(won) => {
             // Another replica may hold the Lease already: not one more write.
             tracing::error!(%identity, "lost the leader Lease; stopping at once");
             std::process::exit(1);

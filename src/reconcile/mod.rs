@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::kms::material::{self, Material};
 use crate::plan::PlanSettings;
 use crate::runtime::metrics::Telemetry;
+use crate::runtime::shutdown::Shutdown;
 use crate::store::StoreLocation;
 use key_watch::KeyWatch;
 use store_watch::{StoreWatch, key_of_store};
@@ -117,11 +118,14 @@ impl Scope {
     }
 }
 
-/// Runs the Key, KeyVersion and store controllers until a shutdown signal. Ready once the Key
-/// and KeyVersion caches are filled.
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the Key, KeyVersion and store controllers until `shutdown`, then lets the reconciles
+/// in flight finish. Ready once the Key and KeyVersion caches are filled.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     // Before any controller looks for a store where stores are now kept.
-    migrate::move_former_stores(&ctx).await;
+    tokio::select! {
+        () = migrate::move_former_stores(&ctx) => {}
+        () = shutdown.requested() => return,
+    }
     // Each subscriber of the shared watches is handed to the one controller that reads it: an
     // unread subscriber would stall the watch once its buffer is full.
     let KeyWatch {
@@ -142,8 +146,11 @@ pub async fn run(ctx: Arc<Context>) {
     let key_controller =
         key_controller(&ctx, keys.clone(), for_keys, store_changes).reconcile_on(stores_deleted);
     let requests = key_version_controller(&ctx, for_requests);
+    let stores = store_controller(&ctx, stores, for_stores, deleted, relisted);
     ctx.telemetry.watch_keys(keys.clone());
     let (key_cache, request_cache) = (keys.clone(), requests.store());
+    // To end at once on shutdown a controller whose cache never filled.
+    let (cached_requests, cached_stores) = (requests.store(), stores.store());
     let telemetry = ctx.telemetry.clone();
     let readiness = async move {
         if key_cache.wait_until_ready().await.is_ok()
@@ -153,23 +160,25 @@ pub async fn run(ctx: Arc<Context>) {
         }
     };
     let key_controller = key_controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.requested())
         .run(
             |key, ctx| retried("key", key, ctx, key::reconcile),
             error_policy,
             ctx.clone(),
         )
+        .take_until(unsynced_at(shutdown.requested(), keys.clone()))
         .for_each(log_outcome);
     let requests = requests
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.requested())
         .run(
             |request, ctx| retried("keyversion", request, ctx, key_version::reconcile),
             error_policy,
             ctx.clone(),
         )
+        .take_until(unsynced_at(shutdown.requested(), cached_requests))
         .for_each(log_outcome);
-    let stores = store_controller(&ctx, stores, for_stores, deleted, relisted)
-        .shutdown_on_signal()
+    let stores = stores
+        .graceful_shutdown_on(shutdown.requested())
         .run(
             move |store, ctx| {
                 let keys = keys.clone();
@@ -180,15 +189,34 @@ pub async fn run(ctx: Arc<Context>) {
             error_policy,
             ctx.clone(),
         )
+        .take_until(unsynced_at(shutdown.requested(), cached_stores))
         .for_each(log_outcome);
-    // The watches feed the controllers and run until they have all stopped.
+    // The watches feed the controllers and run until they have all stopped. Readiness only
+    // reports: with the watches refused the caches never fill, and it must not hold the run
+    // open after the controllers have stopped.
     let controllers = async {
-        futures::join!(key_controller, requests, stores, readiness);
+        futures::join!(key_controller, requests, stores);
     };
     tokio::select! {
         () = controllers => {}
         () = key_watch => {}
         () = store_watch => {}
+        () = readiness.then(|()| futures::future::pending()) => {}
+    }
+}
+
+/// Resolves at `shutdown` if `cache` has not filled yet, to end its controller at once: kube
+/// starts reconciling, and so drains on shutdown, only once the cache is ready, so a
+/// controller whose watch is refused would otherwise never stop; it has nothing in flight.
+async fn unsynced_at<K: Resource + Clone>(
+    shutdown: impl Future<Output = ()>,
+    cache: reflector::Store<K>,
+) where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    shutdown.await;
+    if let Some(Ok(())) = cache.wait_until_ready().now_or_never() {
+        futures::future::pending::<()>().await;
     }
 }
 

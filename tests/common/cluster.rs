@@ -1,5 +1,5 @@
-//! The test cluster itself: where its kubeconfig is, a client for it, and the CRDs every test
-//! needs installed.
+//! The test cluster itself: where its kubeconfig is (and a copy acting as another user), a
+//! client for it, and the CRDs every test needs installed.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 
 use super::CONVERGE;
+use super::scratch::Scratch;
 
 pub fn kubeconfig_path() -> PathBuf {
     match std::env::var_os("KEYWARD_TEST_KUBECONFIG") {
@@ -19,6 +20,24 @@ pub fn kubeconfig_path() -> PathBuf {
              local control plane, or point it at a disposable cluster's kubeconfig"
         ),
     }
+}
+
+/// A copy of the test kubeconfig whose user impersonates `user` (the admin may), in `scratch`:
+/// not in the harness's log directory, which is printed when a test fails (a kubeconfig holds
+/// a token).
+pub fn impersonating_kubeconfig(user: &str, scratch: &Scratch) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig_path()).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for entry in config["users"].as_sequence_mut().unwrap() {
+        entry["user"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("as".into(), user.into());
+    }
+    scratch.write(
+        "kubeconfig-impersonating",
+        serde_yaml::to_string(&config).unwrap().as_bytes(),
+    )
 }
 
 pub async fn client() -> Client {

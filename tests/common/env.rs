@@ -3,7 +3,7 @@
 //! test failed, and deletes the namespace.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::cluster::{client, install_crds, kubeconfig_path};
 use super::leak::leak_check;
-use super::operator::http_addr_in;
+use super::operator::{exit_within, http_addr_in, send_signal};
 
 /// How long anything may take to converge in a test.
 pub const CONVERGE: Duration = Duration::from_secs(60);
@@ -115,6 +115,30 @@ impl TestEnv {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends `signal` (TERM, INT, ...) to operator `index`, as the kubelet or a terminal would.
+    pub fn signal_operator(&self, index: usize, signal: &str) {
+        let (_, child) = self
+            .operators
+            .iter()
+            .find(|(i, _)| *i == index)
+            .expect("a running operator");
+        send_signal(child.id(), signal);
+    }
+
+    /// How operator `index` exited, if it did within `within`.
+    pub async fn operator_exit_within(
+        &mut self,
+        index: usize,
+        within: Duration,
+    ) -> Option<ExitStatus> {
+        let (_, child) = self
+            .operators
+            .iter_mut()
+            .find(|(i, _)| *i == index)
+            .expect("a started operator");
+        exit_within(child, within).await
     }
 
     /// Whether operator `index` is still running (it exits on a fatal error).

@@ -1,10 +1,10 @@
 //! Operator processes a test starts itself (with another kubeconfig, or with the chart's own
-//! arguments), and what any operator process tells: the fields of its log lines, and its HTTP
-//! endpoints.
+//! arguments), and what any operator process tells: the fields of its log lines, its HTTP
+//! endpoints, and how it exits when signalled.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::env::{CONVERGE, TestEnv};
@@ -42,6 +42,30 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Sends `signal` (TERM, INT, ...) to process `pid`, as the kubelet or a terminal would.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} {pid} failed");
+}
+
+/// Waits up to `within` for `child` to exit: how it exited, or `None` if it still runs.
+pub async fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the operator process") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An operator process of a test's own, for what [`TestEnv::start_operator`] cannot do (it
 /// always runs `keyward run` with KEYWARD_TEST_KUBECONFIG). Killed when dropped. It logs to
 /// where the harness keeps the test's operator logs, so that the harness's leak check covers
@@ -68,6 +92,21 @@ impl OwnOperator {
 
     pub fn running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// Sends it `signal` (TERM, INT, ...).
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.child.id(), signal);
+    }
+
+    /// How it exited, if it did within `within`.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        exit_within(&mut self.child, within).await
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Where it serves /healthz, /readyz and /metrics, from its log.

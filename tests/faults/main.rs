@@ -1,6 +1,7 @@
 //! Faults on the real control plane: the operator killed with SIGKILL during bulk creation and
 //! during rotation bursts, the API server and etcd restarted mid-run, every connection to the
-//! API server cut (and refused for a while), and the leader of two replicas killed mid-burst.
+//! API server cut (and refused for a while), the leader of two replicas killed mid-burst, and
+//! the operator stopped by SIGTERM or SIGINT in each state (leading, standing by, refused).
 //!
 //! After each fault the same things must hold, and a failure prints what was compared:
 //! * every key converges (Ready);
@@ -34,7 +35,7 @@
 //! * [`proxy`]: a TCP proxy between the operator and the API server that cuts connections;
 //! * the tests, by fault: [`kill`] (`kill -9` of the operator), [`restarts`] (the API server
 //!   and etcd), [`connections`] (dropped, refused and half-open connections), [`leader`] (the
-//!   leader of two replicas killed).
+//!   leader of two replicas killed), [`signals`] (SIGTERM and SIGINT: a prompt, clean exit).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -48,6 +49,7 @@ mod leader;
 mod proxy;
 mod recovery;
 mod restarts;
+mod signals;
 mod snapshot;
 
 use std::time::{Duration, Instant};

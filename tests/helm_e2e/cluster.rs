@@ -2,7 +2,7 @@
 //! test does not), what a ServiceAccount may do, and the operator run as the chart's Deployment
 //! would run it; and what the tests check of the result.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use kube::{Api, Client, Config, ResourceExt};
 use serde_json::Value;
 
 use crate::common::operator::OwnOperator;
-use crate::common::scratch::Scratch;
 use crate::common::{CONVERGE, TestEnv, http_get, kubeconfig_path};
 use crate::{CHART, helm, helm_result};
 
@@ -121,23 +120,7 @@ impl Drop for Release {
     }
 }
 
-/// A copy of the test kubeconfig whose user impersonates `user` (the admin may), in `scratch`:
-/// not in the harness's log directory, which is printed when a test fails (a kubeconfig holds
-/// a token).
-pub fn impersonating_kubeconfig(user: &str, scratch: &Scratch) -> PathBuf {
-    let text = std::fs::read_to_string(kubeconfig_path()).unwrap();
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for entry in config["users"].as_sequence_mut().unwrap() {
-        entry["user"]
-            .as_mapping_mut()
-            .unwrap()
-            .insert("as".into(), user.into());
-    }
-    scratch.write(
-        "kubeconfig-impersonating",
-        serde_yaml::to_string(&config).unwrap().as_bytes(),
-    )
-}
+pub use crate::common::cluster::impersonating_kubeconfig;
 
 pub async fn client_from(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path).unwrap();
