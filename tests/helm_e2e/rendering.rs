@@ -65,6 +65,20 @@ fn chart_lints_clean_in_strict_mode_and_its_schema_refuses_bad_values() {
         (json!({"crds": {"install": "yes"}}), "/crds/install"),
         (json!({"regoin": "cn-hangzhou"}), "regoin"),
         (json!({"networkPolicy": {"enabeld": true}}), "enabeld"),
+        // The development aids are set under `development` only, never by accident.
+        (
+            json!({"extraArgs": ["--pending-window-unit=1s"]}),
+            "/extraArgs/0",
+        ),
+        (
+            json!({"extraArgs": ["--log-level=debug", "--pending-window-unit", "1s"]}),
+            "/extraArgs/1",
+        ),
+        (json!({"pendingWindowUnit": "1s"}), "pendingWindowUnit"),
+        (
+            json!({"development": {"pendingWindowUnit": "1 second"}}),
+            "/development/pendingWindowUnit",
+        ),
         // An empty peer is no restriction anyone meant.
         (
             json!({"networkPolicy": {"metricsFrom": [{}]}}),
@@ -86,6 +100,34 @@ fn chart_lints_clean_in_strict_mode_and_its_schema_refuses_bad_values() {
         "keyward",
     )
     .expect("one replica without leader election");
+}
+
+#[test]
+fn the_pending_window_unit_is_set_under_development_only_and_warned_about() {
+    let flag = "--pending-window-unit";
+    let (objects, notes) = render(json!({}), "keyward").unwrap();
+    let deployment = find(&objects, "Deployment", "kw-keyward");
+    let rendered = serde_json::to_string(deployment).unwrap();
+    assert!(!rendered.contains(flag), "{rendered}");
+    assert!(
+        !rendered.contains("KEYWARD_PENDING_WINDOW_UNIT"),
+        "{rendered}"
+    );
+    assert!(!notes.contains("WARNING"), "{notes}");
+
+    let values = json!({"development": {"pendingWindowUnit": "1s"}});
+    let (objects, notes) = render(values, "keyward").unwrap();
+    let args = args(find(&objects, "Deployment", "kw-keyward"));
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with(flag))
+            .collect::<Vec<_>>(),
+        [&format!("{flag}=1s")]
+    );
+    assert!(
+        notes.contains("WARNING: development.pendingWindowUnit is 1s"),
+        "{notes}"
+    );
 }
 
 #[test]
