@@ -235,6 +235,40 @@ async fn health_readiness_and_metrics_are_served() {
 }
 
 #[tokio::test]
+async fn development_aids_are_warned_about_at_start_up() {
+    let mut env = TestEnv::new("dev-aids").await;
+    let production = env.start_operator(&[]);
+    let development = env.start_operator(&[
+        "--pending-window-unit",
+        "1s",
+        "--min-rotation-interval",
+        "1s",
+    ]);
+    // Each has logged its start-up once it serves its endpoints.
+    env.operator_http_addr(production).await;
+    env.operator_http_addr(development).await;
+    let warnings = |index| -> Vec<String> {
+        env.operator_log(index)
+            .lines()
+            .filter(|l| l.contains("development aid in effect"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(warnings(production), Vec::<String>::new());
+    let warned = warnings(development);
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned.iter().all(|l| l.contains(" WARN ")), "{warned:#?}");
+    assert!(
+        warned[0].contains("one day of a deletion's pending window lasts 1s instead of 1d"),
+        "{warned:#?}"
+    );
+    assert!(
+        warned[1].contains("keys may rotate every 1s instead of 7d"),
+        "{warned:#?}"
+    );
+}
+
+#[tokio::test]
 async fn server_side_apply_of_the_examples_twice_changes_nothing() {
     let mut env = TestEnv::new("gitops-apply").await;
     env.start_operator(&["--key-version-min-interval", "0s"]);
