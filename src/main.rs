@@ -178,6 +178,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
     // First, so that no signal finds the process without its handler.
     let shutdown = Shutdown::on_signals(SHUTDOWN_GRACE).context("listening for SIGTERM")?;
+    warn_about_development_aids(&args);
     anyhow::ensure!(
         args.min_rotation_interval <= args.max_rotation_interval,
         "--min-rotation-interval {} is longer than --max-rotation-interval {}",
@@ -303,6 +304,41 @@ async fn run_as_candidate(
             tracing::error!(%identity, "lost the leader Lease; stopping at once");
             std::process::exit(1);
         }
+    }
+}
+
+/// The flags that shorten a time the KMS fixes, for tests and development: each is logged as
+/// a warning at start-up while in effect, so that none runs in production unnoticed.
+fn warn_about_development_aids(args: &RunArgs) {
+    let (day, week) = (Interval::from_days(1), Interval::from_days(7));
+    let aids = [
+        (
+            args.pending_window_unit != day,
+            "--pending-window-unit",
+            args.pending_window_unit,
+            day,
+            "one day of a deletion's pending window lasts",
+        ),
+        (
+            args.min_rotation_interval < week,
+            "--min-rotation-interval",
+            args.min_rotation_interval,
+            week,
+            "keys may rotate every",
+        ),
+        (
+            args.key_version_min_interval < week,
+            "--key-version-min-interval",
+            args.key_version_min_interval,
+            week,
+            "asymmetric keys may get a new version every",
+        ),
+    ];
+    for (_, flag, value, kms, effect) in aids.into_iter().filter(|aid| aid.0) {
+        tracing::warn!(
+            flag, %value, kms = %kms,
+            "development aid in effect: {effect} {value} instead of {kms}; not for production"
+        );
     }
 }
 

@@ -200,16 +200,15 @@ async fn health_readiness_and_metrics_are_served() {
 
     let (status, body) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200);
-    let ns = &env.namespace;
     for expected in [
-        "keyward_keys{state=\"Enabled\",key_spec=\"Aliyun_AES_256\"} 1".to_string(),
-        "keyward_keys{state=\"Enabled\",key_spec=\"EC_SM2\"} 1".to_string(),
-        "keyward_keys_not_ready{reason=\"InvalidParameter\"} 1".to_string(),
-        format!("keyward_key_versions{{namespace=\"{ns}\",name=\"m-aes\"}} 1"),
-        format!("keyward_key_versions{{namespace=\"{ns}\",name=\"m-sm2\"}} 1"),
-        "keyward_asymmetric_key_versions 1".to_string(),
-        "keyward_asymmetric_key_versions_limit 7".to_string(),
-        "keyward_leader 1".to_string(),
+        "keyward_keys{state=\"Enabled\",key_spec=\"Aliyun_AES_256\"} 1",
+        "keyward_keys{state=\"Enabled\",key_spec=\"EC_SM2\"} 1",
+        "keyward_keys_not_ready{reason=\"InvalidParameter\"} 1",
+        "keyward_key_versions{key_spec=\"Aliyun_AES_256\"} 1",
+        "keyward_key_versions{key_spec=\"EC_SM2\"} 1",
+        "keyward_asymmetric_key_versions 1",
+        "keyward_asymmetric_key_versions_limit 7",
+        "keyward_leader 1",
     ] {
         assert!(
             body.lines().any(|l| l == expected),
@@ -218,22 +217,55 @@ async fn health_readiness_and_metrics_are_served() {
     }
     let next = body
         .lines()
-        .find(|l| {
-            l.starts_with(&format!(
-                "keyward_key_next_rotation_seconds{{namespace=\"{ns}\",name=\"m-aes\"}}"
-            ))
-        })
+        .find(|l| l.starts_with("keyward_key_next_rotation_seconds "))
         .expect("seconds until the next rotation");
     let secs: i64 = next.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((3500..=3600).contains(&secs), "{secs}");
     assert!(body.contains("keyward_reconciles_total{controller=\"key\",result=\"success\"}"));
     assert!(body.contains("keyward_reconcile_duration_seconds_count{controller=\"key\"}"));
-    // Bounded labels: nothing but namespace and name identifies a key.
-    assert!(
-        !body.contains("m-bad"),
-        "an invalid key got a per-key series"
-    );
+    // Whoever can reach the port learns how many keys there are, never which: no key's name,
+    // nor the namespace they are in.
+    for identity in [env.namespace.as_str(), "m-aes", "m-sm2", "m-bad"] {
+        assert!(
+            !body.contains(identity),
+            "/metrics names {identity}:\n{body}"
+        );
+    }
     assert_eq!(http_get(addr, "/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn development_aids_are_warned_about_at_start_up() {
+    let mut env = TestEnv::new("dev-aids").await;
+    let production = env.start_operator(&[]);
+    let development = env.start_operator(&[
+        "--pending-window-unit",
+        "1s",
+        "--min-rotation-interval",
+        "1s",
+    ]);
+    // Each has logged its start-up once it serves its endpoints.
+    env.operator_http_addr(production).await;
+    env.operator_http_addr(development).await;
+    let warnings = |index| -> Vec<String> {
+        env.operator_log(index)
+            .lines()
+            .filter(|l| l.contains("development aid in effect"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(warnings(production), Vec::<String>::new());
+    let warned = warnings(development);
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned.iter().all(|l| l.contains(" WARN ")), "{warned:#?}");
+    assert!(
+        warned[0].contains("one day of a deletion's pending window lasts 1s instead of 1d"),
+        "{warned:#?}"
+    );
+    assert!(
+        warned[1].contains("keys may rotate every 1s instead of 7d"),
+        "{warned:#?}"
+    );
 }
 
 #[tokio::test]

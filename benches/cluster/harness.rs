@@ -237,6 +237,8 @@ impl Operator {
         let warnings: Vec<&str> = log
             .lines()
             .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            // The start-up notice of the short intervals a benchmark runs with.
+            .filter(|l| !l.contains("development aid in effect"))
             .collect();
         if !warnings.is_empty() {
             println!(

@@ -135,8 +135,9 @@ pub struct KeyMaterialSource {
 /// A Secret in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 pub struct SecretReference {
-    /// The name of the Secret.
+    /// The name of the Secret: an object name (lowercase letters, digits, '-' and '.').
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = super::OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 

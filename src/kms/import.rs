@@ -115,14 +115,16 @@ pub fn unwrap(
              the wrapped key bytes together with {IMPORT_TOKEN}"
             ),
         )),
+        // The Secret's other entry names are not repeated: they are the user's, not ours to
+        // publish in a condition or event.
         (None, None, _) => Err(Rejection::new(
             Code::InvalidParameter,
             format!(
-                "the import Secret holds neither {KEY_MATERIAL} nor {ENCRYPTED_KEY_MATERIAL} (its \
-             entries: {}): put the raw {expected_len}-byte key in {KEY_MATERIAL}, or the key \
-             wrapped with {PARAMETERS_FIELD}.publicKey ({WRAPPING_ALGORITHM}) in \
-             {ENCRYPTED_KEY_MATERIAL} and {PARAMETERS_FIELD}.importToken in {IMPORT_TOKEN}",
-                entry_names(secret_data)
+                "the import Secret holds neither {KEY_MATERIAL} nor {ENCRYPTED_KEY_MATERIAL} \
+             (entry names are case-sensitive): put the raw {expected_len}-byte key in \
+             {KEY_MATERIAL}, or the key wrapped with {PARAMETERS_FIELD}.publicKey \
+             ({WRAPPING_ALGORITHM}) in {ENCRYPTED_KEY_MATERIAL} and \
+             {PARAMETERS_FIELD}.importToken in {IMPORT_TOKEN}"
             ),
         )),
         (None, Some(_), None) => Err(Rejection::new(
@@ -313,23 +315,6 @@ fn unwrap_with(
                 ),
             )
         })
-}
-
-/// The Secret's entry names (not values), quoted and bounded, for messages.
-fn entry_names(secret_data: &BTreeMap<String, ByteString>) -> String {
-    const MAX_NAMES: usize = 8;
-    if secret_data.is_empty() {
-        return "none".to_string();
-    }
-    let mut names: Vec<String> = secret_data
-        .keys()
-        .take(MAX_NAMES)
-        .map(|k| quote(k))
-        .collect();
-    if secret_data.len() > MAX_NAMES {
-        names.push(format!("and {} more", secret_data.len() - MAX_NAMES));
-    }
-    names.join(", ")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -843,8 +828,11 @@ mod tests {
             ("an empty Secret", data(&[]), "neither"),
             (
                 "unrelated entries",
-                data(&[("key", &material), ("token", token)]),
-                "\"key\", \"token\"",
+                data(&[
+                    ("payments-admin-password", &material),
+                    ("Keymaterial", token),
+                ]),
+                "case-sensitive",
             ),
             (
                 "both forms",
@@ -882,6 +870,46 @@ mod tests {
             );
             assert_no_bytes(&error, &material, what);
             assert_no_bytes(&error, &wrapped, what);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_entries_expected_never_the_secrets_own() {
+        // Entry names are the Secret owner's business; a condition or an event is read by
+        // whoever may read the Key.
+        let own = [
+            "payments-admin-password",
+            "db.prod.example.com",
+            "Keymaterial",
+        ];
+        let material = random(32);
+        let token = parameters().import_token.as_bytes();
+        let wrapped = wrap(&material);
+        let with_own = |entries: &[(&str, &[u8])]| {
+            let mut all: Vec<(&str, &[u8])> = own.iter().map(|o| (*o, &b"x"[..])).collect();
+            all.extend_from_slice(entries);
+            data(&all)
+        };
+        let secrets = [
+            with_own(&[]),
+            with_own(&[
+                (KEY_MATERIAL, &material),
+                (ENCRYPTED_KEY_MATERIAL, &wrapped),
+            ]),
+            with_own(&[(ENCRYPTED_KEY_MATERIAL, &wrapped)]),
+            with_own(&[(KEY_MATERIAL, &material[..16])]),
+            with_own(&[(ENCRYPTED_KEY_MATERIAL, &wrapped), (IMPORT_TOKEN, b"other")]),
+            with_own(&[
+                (ENCRYPTED_KEY_MATERIAL, &wrapped[1..]),
+                (IMPORT_TOKEN, token),
+            ]),
+        ];
+        for secret in &secrets {
+            let error = unwrap_an_hour_in(secret, KeySpec::AliyunAes256).unwrap_err();
+            let message = error.to_string();
+            for name in own {
+                assert!(!message.contains(name), "{name} in {message}");
+            }
         }
     }
 

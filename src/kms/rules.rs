@@ -4,7 +4,7 @@
 //! hold: they run on every reconcile, whatever the API server's schema support.
 
 use crate::api::key::{KeyRequest, MAX_DESCRIPTION_CHARS};
-use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
+use crate::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel, is_object_name};
 use crate::kms::error::{Code, Rejection, quote};
 use crate::kms::schedule::{Interval, IntervalError, parse_interval};
 
@@ -75,6 +75,13 @@ pub fn default_key_spec(protection_level: ProtectionLevel, region: &str) -> KeyS
 /// Applies the seed's defaults and checks every rule; the first broken rule is returned.
 pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKey, Rejection> {
     let description = validate_description(request)?;
+    if let Some(name) = &request.secret_name {
+        check_secret_name(
+            "spec.secretName",
+            name,
+            "the Secret keyward creates for consumers, or omit it to use the Key's name",
+        )?;
+    }
     let protection_level = parse_field(
         "protectionLevel",
         request.protection_level.as_deref(),
@@ -251,6 +258,13 @@ fn validate_import(
              with origin EXTERNAL",
         ));
     }
+    // Checked before anything reads the Secret: a name that is no object name would put
+    // another path in the request.
+    check_secret_name(
+        "spec.keyMaterial.secretRef.name",
+        &source.secret_ref.name,
+        "the Secret in the Key's namespace that holds the material to import",
+    )?;
     let expire_time = match source.expire_time.as_deref() {
         None => None,
         Some(text) => Some(crate::kms::schedule::parse_kms_time(text).ok_or_else(|| {
@@ -332,6 +346,40 @@ fn validate_rotation(
         ));
     }
     Ok(interval)
+}
+
+/// A name the user gives a Secret by must be one a Secret can have ([`is_object_name`]).
+/// `field` is where it is written, `set_to` what it should name.
+fn check_secret_name(field: &str, name: &str, set_to: &str) -> Result<(), Rejection> {
+    if is_object_name(name) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Code::InvalidParameter,
+        format!(
+            "{field} {} is not a Secret name: it {}; set it to the name of {set_to}: lowercase \
+             letters, digits, '-' and '.', starting and ending with a letter or digit, at most \
+             253 characters",
+            quote(name),
+            object_name_problem(name)
+        ),
+    ))
+}
+
+/// What makes `name` no object name, for a message.
+fn object_name_problem(name: &str) -> String {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if name.is_empty() {
+        "is empty".into()
+    } else if name.len() > 253 {
+        format!("is {} bytes long", name.len())
+    } else if name.chars().any(|c| c.is_ascii_uppercase()) {
+        "has uppercase letters".into()
+    } else if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+        format!("has the character {}", quote(&c.to_string()))
+    } else {
+        "has a '-' or '.' at the start or end of a part, or two '.' in a row".into()
+    }
 }
 
 /// Parses an optional, case-sensitive KMS value, or takes its default when omitted.
@@ -649,5 +697,81 @@ mod tests {
         }));
         assert!(e.detail.len() < 400, "{} bytes", e.detail.len());
         assert!(!e.detail.contains('\u{7}'));
+    }
+
+    fn importing_from(name: &str) -> KeyRequest {
+        request(|r| {
+            r.origin = Some("EXTERNAL".into());
+            r.key_material = Some(crate::api::key::KeyMaterialSource {
+                secret_ref: crate::api::key::SecretReference { name: name.into() },
+                expire_time: None,
+            });
+        })
+    }
+
+    /// Names no Secret can have, and what the message says is wrong with each.
+    const NOT_SECRET_NAMES: [(&str, &str); 10] = [
+        ("", "it is empty"),
+        ("Byok", "it has uppercase letters"),
+        ("byok_material", "it has the character \"_\""),
+        ("../kube-system/secrets/x", "it has the character \"/\""),
+        ("byok?watch=true", "it has the character \"?\""),
+        ("byok\n", "it has the character \"\\n\""),
+        ("-byok", "at the start or end of a part"),
+        ("byok.", "at the start or end of a part"),
+        ("a..b", "two '.' in a row"),
+        ("schlüssel", "it has the character \"ü\""),
+    ];
+
+    #[test]
+    fn key_material_secret_ref_must_be_a_secret_name() {
+        let too_long = "a".repeat(254);
+        let cases = NOT_SECRET_NAMES
+            .into_iter()
+            .chain([(too_long.as_str(), "it is 254 bytes long")]);
+        for (name, problem) in cases {
+            let error = rejected(&importing_from(name));
+            assert_eq!(error.code, Code::InvalidParameter, "{name:?}: {error}");
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "InvalidParameter: spec.keyMaterial.secretRef.name {} is not a Secret name: ",
+                    quote(name)
+                )),
+                "{message}"
+            );
+            assert!(message.contains(problem), "{name:?}: {message}");
+            assert!(
+                message.contains(
+                    "set it to the name of the Secret in the Key's namespace that holds the \
+                     material to import: lowercase letters, digits, '-' and '.'"
+                ),
+                "{message}"
+            );
+        }
+        for name in ["byok", "byok.material-2", &"b".repeat(253)] {
+            let valid = validate(&importing_from(name), &settings()).unwrap();
+            assert_eq!(valid.import.unwrap().secret_name, name);
+        }
+    }
+
+    #[test]
+    fn secret_name_must_be_a_secret_name() {
+        for (name, problem) in NOT_SECRET_NAMES {
+            let error = rejected(&request(|r| r.secret_name = Some(name.into())));
+            assert_eq!(error.code, Code::InvalidParameter, "{name:?}: {error}");
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "InvalidParameter: spec.secretName {} is not a Secret name: ",
+                    quote(name)
+                )),
+                "{message}"
+            );
+            assert!(message.contains(problem), "{name:?}: {message}");
+            assert!(message.contains("or omit it"), "{message}");
+        }
+        let valid = request(|r| r.secret_name = Some("payments.key-1".into()));
+        assert!(validate(&valid, &settings()).is_ok());
     }
 }

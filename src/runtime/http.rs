@@ -74,3 +74,38 @@ async fn respond(
         .expect("a valid response");
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::runtime::metrics::tests::{key_identities, telemetry_with_keys};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn a_scrape_names_no_key_and_no_namespace() {
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        tokio::spawn(serve(listener, Arc::new(telemetry_with_keys())));
+        let response = get(addr, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            response.contains("keyward_keys{state=\"Enabled\""),
+            "{response}"
+        );
+        for identity in key_identities() {
+            assert!(
+                !response.contains(identity),
+                "{identity} is exposed:\n{response}"
+            );
+        }
+    }
+}

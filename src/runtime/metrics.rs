@@ -2,8 +2,9 @@
 //!
 //! Counters are kept as reconciles happen; everything about keys is computed when scraped,
 //! from the Key controller's cache, so a deleted Key leaves no stale series behind. Labels are
-//! fixed words (controller, result, error category, state, key spec, condition reason) or a
-//! key's namespace and name; never object contents or error messages.
+//! fixed words only (controller, result, error category, state, key spec, condition reason):
+//! anyone who can reach the endpoint may scrape it, so no series names a key or its
+//! namespace, and nothing grows with object contents or error messages.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -12,11 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use crate::api::Key;
-use crate::kms::reason::READY;
+use crate::api::{AutomaticRotation, Key};
+use crate::kms::error::Code;
+use crate::kms::reason::{READY, Reason};
 use crate::kms::schedule::parse_kms_time;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
@@ -57,7 +58,7 @@ impl Telemetry {
         }
     }
 
-    /// The Key cache that per-key metrics are computed from.
+    /// The Key cache that the key metrics are computed from.
     pub fn watch_keys(&self, keys: Store<Key>) {
         let _ = self.keys.set(keys);
     }
@@ -205,24 +206,26 @@ impl Telemetry {
             "Keys whose Ready condition is False, by reason.",
         );
         for (reason, n) in counts.not_ready {
-            let _ = writeln!(
-                out,
-                "keyward_keys_not_ready{{reason=\"{}\"}} {n}",
-                escape(&reason)
-            );
+            let _ = writeln!(out, "keyward_keys_not_ready{{reason=\"{reason}\"}} {n}");
         }
-        render_per_key(
+        header(
             out,
             "keyward_key_versions",
-            "Versions of each key.",
-            &counts.versions,
+            "gauge",
+            "Versions held by all keys, by key spec.",
         );
-        render_per_key(
+        for (spec, n) in counts.versions {
+            let _ = writeln!(out, "keyward_key_versions{{key_spec=\"{spec}\"}} {n}");
+        }
+        header(
             out,
             "keyward_key_next_rotation_seconds",
-            "Seconds until each rotating key's next rotation (negative: overdue).",
-            &counts.next_rotation,
+            "gauge",
+            "Seconds until the soonest automatic rotation of any key (negative: overdue).",
         );
+        if let Some(secs) = counts.next_rotation {
+            let _ = writeln!(out, "keyward_key_next_rotation_seconds {secs}");
+        }
         self.render_asymmetric(out, counts.asymmetric_versions);
     }
 
@@ -248,16 +251,15 @@ impl Telemetry {
     }
 }
 
-/// A Key's namespace and name, as metric labels.
-type KeyId = (String, String);
-
-/// What the key metrics report, gathered from the cached Keys' status in one pass.
+/// What the key metrics report, gathered from the cached Keys' status in one pass: counts
+/// and extremes only, never a key's identity.
 #[derive(Default)]
 struct KeyCounts {
     by_state: BTreeMap<(String, String), u64>,
-    not_ready: BTreeMap<String, u64>,
-    versions: Vec<(KeyId, i64)>,
-    next_rotation: Vec<(KeyId, i64)>,
+    not_ready: BTreeMap<&'static str, u64>,
+    versions: BTreeMap<String, usize>,
+    /// Seconds until the soonest rotation; `None` when no key rotates.
+    next_rotation: Option<i64>,
     asymmetric_versions: usize,
 }
 
@@ -268,13 +270,15 @@ impl KeyCounts {
             let Some(status) = key.status.as_ref() else {
                 continue;
             };
-            let id = (key.namespace().unwrap_or_default(), key.name_any());
             if let Some(ready) = status
                 .conditions
                 .iter()
                 .find(|c| c.type_ == READY && c.status != "True")
             {
-                *counts.not_ready.entry(ready.reason.clone()).or_default() += 1;
+                *counts
+                    .not_ready
+                    .entry(known_reason(&ready.reason))
+                    .or_default() += 1;
             }
             let Some(m) = status.key_metadata.as_ref() else {
                 continue;
@@ -284,48 +288,56 @@ impl KeyCounts {
                 .entry((m.key_state.to_string(), m.key_spec.to_string()))
                 .or_default() += 1;
             let versions = status.key_versions.len();
-            counts.versions.push((id.clone(), versions as i64));
+            *counts.versions.entry(m.key_spec.to_string()).or_default() += versions;
             if !m.key_spec.is_symmetric() {
                 counts.asymmetric_versions += versions;
             }
-            if let Some(due) = m.next_rotation_date.as_deref().and_then(parse_kms_time) {
-                counts
-                    .next_rotation
-                    .push((id, due.duration_since(now).as_secs()));
+            // A Suspended rotation (the key is not Enabled) is not overdue, however old its date.
+            let runs = m.automatic_rotation == AutomaticRotation::Enabled;
+            if let Some(due) = m.next_rotation_date.as_deref().and_then(parse_kms_time)
+                && runs
+            {
+                let secs = due.duration_since(now).as_secs();
+                counts.next_rotation = Some(counts.next_rotation.map_or(secs, |s| s.min(secs)));
             }
         }
         counts
     }
 }
 
-/// A gauge with one sample per key.
-fn render_per_key(out: &mut String, name: &str, help: &str, samples: &[(KeyId, i64)]) {
-    header(out, name, "gauge", help);
-    for ((namespace, key), value) in samples {
-        let _ = writeln!(
-            out,
-            "{name}{{namespace=\"{}\",name=\"{}\"}} {value}",
-            escape(namespace),
-            escape(key)
-        );
-    }
+/// Reasons a Key's Ready condition can have besides the refusals' codes.
+const READY_REASONS: [Reason; 5] = [
+    Reason::KeyReady,
+    Reason::KeyDisabled,
+    Reason::KeyPendingDeletion,
+    Reason::PendingImport,
+    Reason::KeyDeleted,
+];
+
+/// The reason as a label value: one of keyward's own, or `Other`. Status is only read here,
+/// and whoever may write it must not be able to put text of their choosing on the endpoint.
+fn known_reason(reason: &str) -> &'static str {
+    READY_REASONS
+        .iter()
+        .map(|r| r.as_str())
+        .chain(Code::ALL.iter().map(|c| c.reason()))
+        .find(|known| *known == reason)
+        .unwrap_or("Other")
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Escapes a label value as the text format requires.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
-mod tests {
+pub(in crate::runtime) mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
     use super::*;
+    use crate::api::key::KeyVersionEntry;
+    use crate::api::{
+        KeyMetadata, KeyRequest, KeySpec, KeyState, KeyStatus, KeyUsage, Origin, ProtectionLevel,
+    };
 
     #[test]
     fn reconciles_are_counted_by_controller_result_and_category() {
@@ -367,8 +379,198 @@ mod tests {
         assert_eq!(helps, 10);
     }
 
+    /// A cached Key, as far as the metrics look at it.
+    struct Cached {
+        namespace: &'static str,
+        name: &'static str,
+        spec: KeySpec,
+        state: KeyState,
+        versions: usize,
+        /// When the next rotation is due, and whether rotation runs (Enabled) or is Suspended.
+        rotation: Option<(&'static str, AutomaticRotation)>,
+        /// The reason of a Ready condition that is False.
+        not_ready: Option<&'static str>,
+    }
+
+    const ENABLED: Cached = Cached {
+        namespace: "team-alpha",
+        name: "",
+        spec: KeySpec::AliyunAes256,
+        state: KeyState::Enabled,
+        versions: 1,
+        rotation: None,
+        not_ready: None,
+    };
+
+    /// Keys in two namespaces.
+    const KEYS: [Cached; 5] = [
+        Cached {
+            name: "payments-key",
+            versions: 3,
+            rotation: Some(("1970-01-01T01:00:00Z", AutomaticRotation::Enabled)),
+            ..ENABLED
+        },
+        Cached {
+            name: "orders-signer",
+            spec: KeySpec::EcP256,
+            versions: 2,
+            ..ENABLED
+        },
+        Cached {
+            namespace: "team-bravo",
+            name: "sessions-key",
+            state: KeyState::Disabled,
+            // Long overdue, but a disabled key does not rotate.
+            rotation: Some(("1969-12-31T00:00:00Z", AutomaticRotation::Suspended)),
+            not_ready: Some("KeyDisabled"),
+            ..ENABLED
+        },
+        Cached {
+            namespace: "team-bravo",
+            name: "ledger-rsa",
+            spec: KeySpec::Rsa2048,
+            rotation: None,
+            ..ENABLED
+        },
+        Cached {
+            namespace: "team-bravo",
+            name: "forged-reason",
+            rotation: Some(("1970-01-01T00:00:30Z", AutomaticRotation::Enabled)),
+            not_ready: Some("team-bravo/payments-key"),
+            ..ENABLED
+        },
+    ];
+
+    fn key(cached: &Cached) -> Key {
+        let (namespace, name) = (cached.namespace, cached.name);
+        let mut key = Key::new(name, KeyRequest::default());
+        key.metadata.namespace = Some(namespace.into());
+        let conditions = cached.not_ready.map(|reason| Condition {
+            type_: READY.into(),
+            status: "False".into(),
+            reason: reason.into(),
+            message: format!("about {namespace}/{name}"),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        });
+        key.status = Some(KeyStatus {
+            key_metadata: Some(KeyMetadata {
+                arn: format!("acs:kms:local:1:key/{name}"),
+                automatic_rotation: cached
+                    .rotation
+                    .map_or(AutomaticRotation::Disabled, |(_, r)| r),
+                creation_date: "1970-01-01T00:00:00Z".into(),
+                creator: "1".into(),
+                delete_date: None,
+                description: format!("the key of {namespace}"),
+                key_id: format!("{name}-id"),
+                key_spec: cached.spec,
+                key_state: cached.state,
+                key_usage: KeyUsage::EncryptDecrypt,
+                last_rotation_date: None,
+                material_expire_time: None,
+                next_rotation_date: cached.rotation.map(|(due, _)| due.to_string()),
+                origin: Origin::AliyunKms,
+                primary_key_version: None,
+                protection_level: ProtectionLevel::Software,
+                rotation_interval: None,
+            }),
+            key_versions: (0..cached.versions)
+                .map(|v| KeyVersionEntry {
+                    key_version_id: format!("{name}-v{v}"),
+                    creation_date: "1970-01-01T00:00:00Z".into(),
+                })
+                .collect(),
+            conditions: conditions.into_iter().collect(),
+            secret_name: Some(name.into()),
+            ..KeyStatus::default()
+        });
+        key
+    }
+
+    /// Telemetry over a Key cache holding [`KEYS`], rendered at the epoch.
+    pub(in crate::runtime) fn telemetry_with_keys() -> Telemetry {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for cached in &KEYS {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(key(cached)));
+        }
+        let telemetry = Telemetry::new(50);
+        telemetry.watch_keys(store);
+        telemetry
+    }
+
+    /// Every namespace and name in [`KEYS`].
+    pub(in crate::runtime) fn key_identities() -> Vec<&'static str> {
+        KEYS.iter().flat_map(|k| [k.namespace, k.name]).collect()
+    }
+
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn no_series_names_a_key_or_its_namespace() {
+        let text = telemetry_with_keys().render(Timestamp::UNIX_EPOCH);
+        for identity in key_identities() {
+            assert!(!text.contains(identity), "{identity} is exposed:\n{text}");
+        }
+        for label in text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(labels)
+        {
+            let name = label.split('=').next().unwrap();
+            assert!(
+                [
+                    "controller",
+                    "result",
+                    "category",
+                    "le",
+                    "state",
+                    "key_spec",
+                    "reason"
+                ]
+                .contains(&name),
+                "label {label}"
+            );
+        }
+    }
+
+    /// The `name="value"` pairs of a sample line.
+    fn labels(line: &str) -> Vec<&str> {
+        line.split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(labels, _)| labels.split(',').collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn keys_are_counted_by_state_spec_and_reason() {
+        let text = telemetry_with_keys().render(Timestamp::UNIX_EPOCH);
+        for line in [
+            "keyward_keys{state=\"Enabled\",key_spec=\"Aliyun_AES_256\"} 2",
+            "keyward_keys{state=\"Disabled\",key_spec=\"Aliyun_AES_256\"} 1",
+            "keyward_keys{state=\"Enabled\",key_spec=\"EC_P256\"} 1",
+            "keyward_keys{state=\"Enabled\",key_spec=\"RSA_2048\"} 1",
+            "keyward_keys_not_ready{reason=\"KeyDisabled\"} 1",
+            // A reason keyward never writes is not repeated.
+            "keyward_keys_not_ready{reason=\"Other\"} 1",
+            "keyward_key_versions{key_spec=\"Aliyun_AES_256\"} 5",
+            "keyward_key_versions{key_spec=\"EC_P256\"} 2",
+            "keyward_key_versions{key_spec=\"RSA_2048\"} 1",
+            // The soonest of the rotations that run.
+            "keyward_key_next_rotation_seconds 30",
+            "keyward_asymmetric_key_versions 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn without_rotating_keys_there_is_no_next_rotation_sample() {
+        let text = Telemetry::new(50).render(Timestamp::UNIX_EPOCH);
+        assert!(text.contains("# TYPE keyward_key_next_rotation_seconds gauge\n"));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("keyward_key_next_rotation_seconds")),
+            "{text}"
+        );
     }
 }

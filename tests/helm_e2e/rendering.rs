@@ -65,6 +65,25 @@ fn chart_lints_clean_in_strict_mode_and_its_schema_refuses_bad_values() {
         (json!({"crds": {"install": "yes"}}), "/crds/install"),
         (json!({"regoin": "cn-hangzhou"}), "regoin"),
         (json!({"networkPolicy": {"enabeld": true}}), "enabeld"),
+        // The development aids are set under `development` only, never by accident.
+        (
+            json!({"extraArgs": ["--pending-window-unit=1s"]}),
+            "/extraArgs/0",
+        ),
+        (
+            json!({"extraArgs": ["--log-level=debug", "--pending-window-unit", "1s"]}),
+            "/extraArgs/1",
+        ),
+        (json!({"pendingWindowUnit": "1s"}), "pendingWindowUnit"),
+        (
+            json!({"development": {"pendingWindowUnit": "1 second"}}),
+            "/development/pendingWindowUnit",
+        ),
+        // An empty peer is no restriction anyone meant.
+        (
+            json!({"networkPolicy": {"metricsFrom": [{}]}}),
+            "/networkPolicy/metricsFrom/0",
+        ),
         // Two replicas without leader election would both reconcile.
         (json!({"leaderElection": {"enabled": false}}), "/replicas"),
     ] {
@@ -84,6 +103,34 @@ fn chart_lints_clean_in_strict_mode_and_its_schema_refuses_bad_values() {
 }
 
 #[test]
+fn the_pending_window_unit_is_set_under_development_only_and_warned_about() {
+    let flag = "--pending-window-unit";
+    let (objects, notes) = render(json!({}), "keyward").unwrap();
+    let deployment = find(&objects, "Deployment", "kw-keyward");
+    let rendered = serde_json::to_string(deployment).unwrap();
+    assert!(!rendered.contains(flag), "{rendered}");
+    assert!(
+        !rendered.contains("KEYWARD_PENDING_WINDOW_UNIT"),
+        "{rendered}"
+    );
+    assert!(!notes.contains("WARNING"), "{notes}");
+
+    let values = json!({"development": {"pendingWindowUnit": "1s"}});
+    let (objects, notes) = render(values, "keyward").unwrap();
+    let args = args(find(&objects, "Deployment", "kw-keyward"));
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with(flag))
+            .collect::<Vec<_>>(),
+        [&format!("{flag}=1s")]
+    );
+    assert!(
+        notes.contains("WARNING: development.pendingWindowUnit is 1s"),
+        "{notes}"
+    );
+}
+
+#[test]
 fn default_render_is_cluster_wide_with_exact_rbac_restricted_pods_and_kept_crds() {
     let (objects, notes) = render(json!({}), "keyward-system").unwrap();
     assert_eq!(
@@ -96,6 +143,7 @@ fn default_render_is_cluster_wide_with_exact_rbac_restricted_pods_and_kept_crds(
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
+            "NetworkPolicy",
             "Role",
             "RoleBinding",
             "Service",
@@ -116,6 +164,9 @@ fn default_render_is_cluster_wide_with_exact_rbac_restricted_pods_and_kept_crds(
 
     // The metrics Service selects the operator pods.
     assert_service_selects_pods(&objects, deployment);
+
+    // /metrics is for monitoring only: a NetworkPolicy lets in the monitoring namespace alone.
+    assert_default_network_policy(&objects, deployment);
 
     // The CRDs are the generated ones, plus the keep policy (and the chart's labels).
     assert_kept_crds(&objects, &notes);
@@ -234,6 +285,31 @@ fn assert_restricted_deployment(deployment: &Value) {
     );
 }
 
+/// The default NetworkPolicy: the operator pods' port http from the namespace `monitoring`
+/// only (the probes come from the kubelet, which NetworkPolicy does not filter), and egress to
+/// the API server's ports only.
+fn assert_default_network_policy(objects: &[Rendered], deployment: &Value) {
+    let policy = find(objects, "NetworkPolicy", "kw-keyward");
+    assert_eq!(policy["metadata"]["namespace"], "keyward-system");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{
+            "from": [{"namespaceSelector":
+                      {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        }])
+    );
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}])
+    );
+}
+
 /// The metrics Service selects the operator pods, as the Deployment does.
 fn assert_service_selects_pods(objects: &[Rendered], deployment: &Value) {
     let service = find(objects, "Service", "kw-keyward-metrics");
@@ -337,14 +413,20 @@ fn namespaced_render_with_service_monitor_and_network_policy() {
     // The NetworkPolicy: metrics from the given peers only; egress to the API server only.
     assert_network_policy(&objects, deployment);
 
-    // Without peers, no ingress at all.
+    // Without peers, no ingress at all; disabled, no policy.
     let (objects, _) = render(
-        json!({"networkPolicy": {"enabled": true}}),
+        json!({"networkPolicy": {"metricsFrom": []}}),
         "keyward-system",
     )
     .unwrap();
     let policy = find(&objects, "NetworkPolicy", "kw-keyward");
     assert_eq!(policy["spec"]["ingress"], json!([]));
+    let (objects, _) = render(
+        json!({"networkPolicy": {"enabled": false}}),
+        "keyward-system",
+    )
+    .unwrap();
+    assert!(!kinds(&objects).contains(&"NetworkPolicy".to_string()));
 
     // One replica without leader election: no Lease rules, no --leader-elect.
     let (objects, _) = render(

@@ -48,6 +48,7 @@ fn corpus() -> Corpus {
     values::rotation_intervals(&mut c);
     values::seed_rules(&mut c);
     values::secret_names(&mut c);
+    values::secret_refs(&mut c);
     values::object_names(&mut c);
     objects::whole_objects(&mut c);
     objects::key_refs(&mut c);

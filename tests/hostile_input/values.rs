@@ -1,5 +1,6 @@
 //! Cases about the values of single fields, from tables: description sizes, rotation
-//! intervals, the rules only the controller knows, secretName values and object names.
+//! intervals, the rules only the controller knows, secretName and keyMaterial.secretRef values
+//! and object names.
 
 use serde_json::{Value, json};
 
@@ -157,9 +158,9 @@ pub fn seed_rules(c: &mut Corpus) {
     }
 }
 
-/// secretName values that are not DNS subdomain names, and lengths.
-pub fn secret_names(c: &mut Corpus) {
-    for bad in [
+/// Names no Secret can have: not DNS subdomain names, or too long.
+fn not_secret_names() -> Vec<String> {
+    [
         "Not_A_Name",
         "UPPER",
         "-leading-dash",
@@ -174,11 +175,19 @@ pub fn secret_names(c: &mut Corpus) {
         "ü",
         "a\u{0}",
         "*",
-        &"a".repeat(254),
-    ] {
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(["a".repeat(254)])
+    .collect()
+}
+
+/// secretName values that are not DNS subdomain names, and lengths.
+pub fn secret_names(c: &mut Corpus) {
+    for bad in not_secret_names() {
         c.key(
             "secretName",
-            format!("secretName {:?}", shorten(bad)),
+            format!("secretName {:?}", shorten(&bad)),
             json!({ "secretName": bad }),
             Expect::Refused,
         );
@@ -189,6 +198,24 @@ pub fn secret_names(c: &mut Corpus) {
         json!({ "secretName": "s".repeat(253) }),
         Expect::Ready,
     );
+}
+
+/// keyMaterial.secretRef.name values no Secret can have, on EXTERNAL keys (where the operator
+/// would read the Secret): the schema refuses them, so nothing is ever requested by them.
+/// (Keys stored before the schema said so get InvalidParameter: the rules' and planner's unit
+/// tests.)
+pub fn secret_refs(c: &mut Corpus) {
+    for bad in not_secret_names()
+        .into_iter()
+        .chain(["../../kube-system/secrets/x".into(), "byok?watch=1".into()])
+    {
+        c.key(
+            "keyMaterial.secretRef",
+            format!("keyMaterial.secretRef.name {:?}", shorten(&bad)),
+            json!({"origin": "EXTERNAL", "keyMaterial": {"secretRef": {"name": bad}}}),
+            Expect::Refused,
+        );
+    }
 }
 
 /// Object names.

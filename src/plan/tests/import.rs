@@ -1,4 +1,5 @@
-//! EXTERNAL keys: imported material kept, other material refused.
+//! EXTERNAL keys: imported material kept, other material refused, a Secret reference that
+//! names no Secret refused.
 
 use super::*;
 
@@ -17,17 +18,22 @@ fn plan_import(world: &World, import: Option<Result<SecretBytes, Rejection>>) ->
     )
 }
 
-#[test]
-fn an_imported_key_refuses_other_material_and_keeps_its_own() {
-    let mut world = World::created(key(|r| {
+/// An EXTERNAL key importing from the Secret `secret_name`.
+fn importing_from(secret_name: &str) -> Key {
+    key(|r| {
         r.origin = Some("EXTERNAL".into());
         r.key_material = Some(crate::api::key::KeyMaterialSource {
             secret_ref: crate::api::key::SecretReference {
-                name: "byok".into(),
+                name: secret_name.into(),
             },
             expire_time: None,
         });
-    }));
+    })
+}
+
+#[test]
+fn an_imported_key_refuses_other_material_and_keeps_its_own() {
+    let mut world = World::created(importing_from("byok"));
     let imported = SecretBytes::new(vec![7; 32]);
     let Plan::ImportMaterial(record) = plan_import(&world, Some(Ok(imported.clone()))) else {
         panic!("expected ImportMaterial");
@@ -71,4 +77,28 @@ fn an_imported_key_refuses_other_material_and_keeps_its_own() {
     let gone = Rejection::new(Code::InvalidParameter, "no such Secret");
     let converge = expect_converge(plan_import(&world, Some(Err(gone))));
     assert_eq!((converge.status, converge.consumer), (None, None));
+}
+
+#[test]
+fn a_secret_ref_that_names_no_secret_is_refused_and_nothing_is_created_or_imported() {
+    let key = importing_from("../kube-system/byok");
+    // A new key: refused with an event, and no store is made.
+    let converge = expect_converge(plan_at(&key, None, None, t0()));
+    let status = assert_rejected(&converge, Code::InvalidParameter);
+    assert!(
+        ready(&status).message.starts_with(
+            "InvalidParameter: spec.keyMaterial.secretRef.name \"../kube-system/byok\""
+        ),
+        "{}",
+        ready(&status).message
+    );
+    assert_eq!(status.key_metadata, None);
+
+    // An existing key awaiting material (the spec changed since): the material is not taken,
+    // whatever was read.
+    let mut world = World::created(importing_from("byok"));
+    world.key = key;
+    let material = SecretBytes::new(vec![7; 32]);
+    let converge = expect_converge(plan_import(&world, Some(Ok(material))));
+    assert_rejected(&converge, Code::InvalidParameter);
 }
