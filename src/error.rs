@@ -13,6 +13,8 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
     #[error("the object has no {0}")]
     MissingObjectField(&'static str),
+    #[error("the cached {0} is behind the cluster; planning again from a fresh read")]
+    Stale(&'static str),
     #[error("namespace {0} does not exist: create it, or name another with --store-namespace")]
     NamespaceMissing(String),
 }
@@ -27,6 +29,7 @@ impl Error {
             Error::Join(_) => "Runtime",
             Error::MissingObjectField(_) => "InvalidObject",
             Error::NamespaceMissing(_) => "NamespaceMissing",
+            Error::Stale(_) => "Stale",
         }
     }
 }

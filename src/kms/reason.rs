@@ -36,6 +36,7 @@ pub enum Reason {
     MaterialRestored,
     SecretCreated,
     SecretRestored,
+    SecretRetired,
 
     // The Ready condition of a KeyVersion.
     /// The version was created: the request's answer.
@@ -68,6 +69,7 @@ impl Reason {
             Reason::MaterialRestored => "MaterialRestored",
             Reason::SecretCreated => "SecretCreated",
             Reason::SecretRestored => "SecretRestored",
+            Reason::SecretRetired => "SecretRetired",
             Reason::Created => "Created",
             Reason::WaitingForKey => "WaitingForKey",
             Reason::Refused(code) => code.reason(),

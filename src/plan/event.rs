@@ -51,6 +51,19 @@ pub fn key_created(record: &KeyRecord, secret_name: &str) -> Note {
     Note::normal(Reason::KeyCreated, message)
 }
 
+/// The consumer Secret of an earlier `secretName` was deleted: no Secret but the current one
+/// holds the key's material.
+pub fn consumer_retired(record: &KeyRecord, former: &str, current: &str) -> Note {
+    Note::normal(
+        Reason::SecretRetired,
+        format!(
+            "deleted Secret {former}, which held key {} before spec.secretName became {current}: \
+             the key's material is now only in Secret {current}",
+            record.key_id
+        ),
+    )
+}
+
 /// A rotation added `version_id`, now the primary version.
 pub fn key_rotated(record: &KeyRecord, version_id: &str) -> Note {
     Note::normal(

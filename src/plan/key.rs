@@ -68,7 +68,8 @@ pub(super) fn plan_without_store(
         let rejection = secret_name_conflict(&consumer_secret_name(key));
         return converge_status(key, None, None, Outcome::Rejected(rejection), now);
     }
-    Plan::CreateKey(new_key(&valid, settings, now, fresh))
+    let consumer = consumer_secret_name(key);
+    Plan::CreateKey(new_key(&valid, &consumer, settings, now, fresh))
 }
 
 /// A key that exists and whose spec is usable: what each check of [`plan_with_store`] reads.
@@ -123,7 +124,9 @@ type Check = fn(&Existing<'_>) -> Option<Plan>;
 
 /// The checks of an existing key, in order; the first with a plan wins, and a key that passes
 /// them all converges on its spec ([`settled`]).
-const CHECKS: [Check; 6] = [
+const CHECKS: [Check; 8] = [
+    consumers_recorded,
+    former_consumer_retired,
     held_by_deletion_protection,
     lifecycle_step,
     deletion_refused_by_protection,
@@ -168,6 +171,57 @@ pub(super) fn plan_with_store(
         .iter()
         .find_map(|check| check(&existing))
         .unwrap_or_else(|| settled(&existing))
+}
+
+/// The record names every consumer Secret before keyward writes it, so that none is forgotten
+/// when `secretName` changes: the current one, and those found for a record from before the
+/// list was kept.
+fn consumers_recorded(existing: &Existing<'_>) -> Option<Plan> {
+    let recorded = &existing.record().consumer_secrets;
+    let current = consumer_secret_name(existing.key());
+    let legacy = recorded
+        .is_empty()
+        .then_some(existing.observed.former_consumers.keys());
+    let missing: Vec<String> = std::iter::once(&current)
+        .chain(legacy.into_iter().flatten())
+        .filter(|name| !recorded.contains(*name))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut record = existing.record().clone();
+    record.consumer_secrets.extend(missing);
+    Some(Plan::UpdateRecord(Box::new(record), None))
+}
+
+/// A consumer Secret of an earlier `secretName` is deleted (it held the key's material), then
+/// dropped from the record; one that is gone already, or is no longer keyward's, is dropped.
+fn former_consumer_retired(existing: &Existing<'_>) -> Option<Plan> {
+    let key = existing.key();
+    let current = consumer_secret_name(key);
+    let key_name = key.name_any();
+    let record = existing.record();
+    let former = record.consumer_secrets.iter().filter(|n| **n != current);
+    let observed = existing.observed.former_consumers;
+    let mut gone = Vec::new();
+    for name in former {
+        match observed.get(name) {
+            Some(Some(secret)) if store::is_consumer_of(secret, &key_name) => {
+                let note = super::event::consumer_retired(record, name, &current);
+                return Some(Plan::RetireConsumer(Box::new(secret.clone()), note));
+            }
+            // Not read this pass: decided once it is.
+            None => {}
+            Some(_) => gone.push(name.clone()),
+        }
+    }
+    if gone.is_empty() {
+        return None;
+    }
+    let mut updated = record.clone();
+    updated.consumer_secrets.retain(|n| !gone.contains(n));
+    Some(Plan::UpdateRecord(Box::new(updated), None))
 }
 
 /// A protected Key's deletion is held by its finalizer, and says why.
@@ -380,6 +434,7 @@ pub(super) fn previous_metadata(key: &Key) -> Option<&KeyMetadata> {
 
 pub(super) fn new_key(
     valid: &ValidKey,
+    consumer_secret: &str,
     settings: &PlanSettings,
     now: Timestamp,
     fresh: &FreshIds,
@@ -396,6 +451,7 @@ pub(super) fn new_key(
         protection_level: valid.protection_level,
         initial_version_id: mint.then_some(fresh.version_id.as_str()),
         pending_window_days: valid.pending_window_days,
+        consumer_secret,
     }
     .build();
     NewKey { record, mint }

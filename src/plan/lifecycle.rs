@@ -174,6 +174,7 @@ mod tests {
                 scheduled_at: at("2026-01-01T00:00:00Z"),
                 cause,
             }),
+            consumer_secrets: Default::default(),
             import_parameters: None,
             imported: None,
         }

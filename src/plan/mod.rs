@@ -9,6 +9,7 @@
 //! (states, scheduled deletion, destruction), [`key_version`] (CreateKeyVersion requests),
 //! [`status`] (KeyMetadata and the Ready condition) and [`event`] (what is recorded).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -62,6 +63,10 @@ pub struct Observed<'a> {
     /// The material store, parsed: whole, or why it cannot be used.
     pub store: Option<&'a Result<Store, Rejection>>,
     pub consumer: Option<&'a Secret>,
+    /// The other consumer Secrets the key may have had (the store's record names them; for a
+    /// record from before keyward kept that list, keyward's Secrets labelled with the Key), as
+    /// read now: `None` where none is left.
+    pub former_consumers: &'a BTreeMap<String, Option<Secret>>,
     /// For an EXTERNAL key with spec.keyMaterial set: the material read (and unwrapped) from
     /// the named Secret, or why it cannot be imported.
     pub import: Option<&'a Result<SecretBytes, Rejection>>,
@@ -94,6 +99,9 @@ pub enum Plan {
     ImportMaterial(Box<KeyRecord>),
     /// Imported material expired: remove it, leaving this record (DeleteKeyMaterial).
     RemoveMaterial(Box<KeyRecord>),
+    /// Delete a consumer Secret the key no longer uses (after a `secretName` change), as it
+    /// was read, so that no Secret but the current one holds the key's material.
+    RetireConsumer(Box<Secret>, Note),
     /// Bring the consumer Secret and the status in line with the store and the spec.
     Converge(Box<Converge>),
 }

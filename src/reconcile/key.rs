@@ -1,6 +1,7 @@
 //! The Key reconciler: observe (live reads, each store parsed once) -> plan (pure) -> commit
 //! (one path for every store write, through [`crate::cluster`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,12 +49,14 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
             version_id: Uuid::new_v4().to_string(),
         };
         pass.read_import_source(&ctx).await?;
+        pass.read_former_consumers(&ctx).await?;
         let import = pass.import.as_ref().map(|i| &i.material);
         let recheck_import = import_blocks(pass.store.as_ref(), import);
         let observed = Observed {
             key: &key,
             store: pass.store.as_ref(),
             consumer: pass.consumer.as_ref(),
+            former_consumers: &pass.former_consumers,
             import,
         };
         let step = plan::plan(&observed, &ctx.settings, Timestamp::now(), &fresh);
@@ -76,6 +79,9 @@ struct Pass<'a> {
     key: &'a Key,
     namespace: String,
     consumer: Option<Secret>,
+    /// The consumer Secrets of earlier `secretName`s, read once each (see
+    /// [`Observed::former_consumers`]).
+    former_consumers: BTreeMap<String, Option<Secret>>,
     store: ObservedStore,
     /// The Secret spec.keyMaterial names, read once, for an EXTERNAL key.
     import_source: Option<Option<Secret>>,
@@ -95,7 +101,12 @@ impl<'a> Pass<'a> {
     /// before any material is minted), then the store.
     async fn observe(ctx: &Context, key: &'a Key, namespace: String) -> Result<Self, Error> {
         let consumer_name = plan::consumer_secret_name(key);
-        let consumer = ctx.kube.get_secret(&namespace, &consumer_name).await?;
+        // A name that is no object name (stored before the schema refused it, or on a server
+        // that skips the schema) is never put into a request path: the plan refuses it.
+        let consumer = match crate::api::is_object_name(&consumer_name) {
+            true => ctx.kube.get_secret(&namespace, &consumer_name).await?,
+            false => None,
+        };
         // A Key with neither a status nor a consumer Secret is almost always new: its store is
         // not read first. Stores are created create-only, so should one exist after all (a Key
         // applied again after its deletion), the create fails and the store is read then; the
@@ -106,6 +117,7 @@ impl<'a> Pass<'a> {
             key,
             namespace,
             consumer,
+            former_consumers: BTreeMap::new(),
             store: None,
             import_source: None,
             import: None,
@@ -155,7 +167,11 @@ impl<'a> Pass<'a> {
         }
         if self.import_source.is_none() {
             let name = &reference.secret_ref.name;
-            self.import_source = Some(ctx.kube.get_secret(&self.namespace, name).await?);
+            let source = match crate::api::is_object_name(name) {
+                true => ctx.kube.get_secret(&self.namespace, name).await?,
+                false => None,
+            };
+            self.import_source = Some(source);
         }
         let Some(stored) = self.valid_store() else {
             return Ok(());
@@ -173,14 +189,46 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
+    /// Reads the consumer Secrets of earlier `secretName`s that the record names and this pass
+    /// has not read; for a record from before keyward kept that list, lists keyward's consumer
+    /// Secrets of the Key (once). Nothing to read for a key that never changed its Secret.
+    async fn read_former_consumers(&mut self, ctx: &Context) -> Result<(), Error> {
+        let Some(stored) = self.valid_store() else {
+            return Ok(());
+        };
+        let current = plan::consumer_secret_name(self.key);
+        let mut names: Vec<String> = stored.record.consumer_secrets.iter().cloned().collect();
+        if names.is_empty() && !self.former_consumers.contains_key(&current) {
+            names = ctx
+                .kube
+                .consumer_secrets_of(&self.namespace, &self.key_name())
+                .await?;
+            // Listed once: the current name marks the listing done.
+            self.former_consumers.insert(current.clone(), None);
+        }
+        for name in names {
+            if name == current || self.former_consumers.contains_key(&name) {
+                continue;
+            }
+            let secret = ctx.kube.get_secret(&self.namespace, &name).await?;
+            self.former_consumers.insert(name, secret);
+        }
+        Ok(())
+    }
+
     /// Carries out one step that changes the store, and goes on from what it wrote; a lost
     /// race means reading the store again.
     async fn carry_out(&mut self, ctx: &Context, step: Plan) -> Result<(), Error> {
         let step = match step {
             Plan::Destroy => return self.destroy(ctx).await,
             Plan::CreateKey(new_key) => return self.create(ctx, &new_key).await,
+            Plan::RetireConsumer(secret, note) => return self.retire(ctx, &secret, &note).await,
             step => step,
         };
+        // Removing expired material is as final as destruction: decided on a live read too.
+        if matches!(step, Plan::RemoveMaterial(_)) {
+            self.confirm_live(ctx).await?;
+        }
         let rotation = match &step {
             Plan::AddVersion(new) => Some((
                 new.record.key_id.clone(),
@@ -249,7 +297,9 @@ impl<'a> Pass<'a> {
                 SecretWrite::Replace(store::without_unlisted_material(secret, &record)),
                 Some(event::material_expired(&record)),
             )),
-            Plan::CreateKey(_) | Plan::Destroy | Plan::Converge(_) => None,
+            Plan::CreateKey(_) | Plan::Destroy | Plan::RetireConsumer(..) | Plan::Converge(_) => {
+                None
+            }
         })
     }
 
@@ -295,14 +345,42 @@ impl<'a> Pass<'a> {
         Ok(true)
     }
 
-    /// The scheduled deletion is due: the consumer Secret first (no copy of the material may
-    /// outlive the store), then the store, each only as it was read.
+    /// Fails unless the Key is, live, the version this pass planned from: what destroys material
+    /// is never decided on a cache that may not yet show a cancellation.
+    async fn confirm_live(&self, ctx: &Context) -> Result<(), Error> {
+        let live = ctx.kube.get_key(&self.namespace, &self.key_name()).await?;
+        match live.and_then(|k| k.resource_version()) == self.key.resource_version() {
+            true => Ok(()),
+            false => Err(Error::Stale("Key")),
+        }
+    }
+
+    /// Deletes a consumer Secret of an earlier `secretName`, as it was read, and reads it
+    /// again if it changed meanwhile.
+    async fn retire(&mut self, ctx: &Context, secret: &Secret, note: &Note) -> Result<(), Error> {
+        let name = secret.name_any();
+        let now = match ctx.kube.delete_if_unchanged(secret).await? {
+            true => {
+                ctx.kube.record(self.key, note).await;
+                None
+            }
+            false => ctx.kube.get_secret(&self.namespace, &name).await?,
+        };
+        self.former_consumers.insert(name, now);
+        Ok(())
+    }
+
+    /// The scheduled deletion is due: the consumer Secrets first (no copy of the material may
+    /// outlive the store), then the store, each only as it was read. Decided on a live read of
+    /// the Key: a cancellation that the cache has not caught up with wins.
     async fn destroy(&mut self, ctx: &Context) -> Result<(), Error> {
+        self.confirm_live(ctx).await?;
         let key_name = self.key_name();
-        if let Some(published) = self.consumer.take()
-            && store::is_consumer_of(&published, &key_name)
-        {
-            ctx.kube.delete_if_unchanged(&published).await?;
+        let former = std::mem::take(&mut self.former_consumers).into_values();
+        for published in self.consumer.take().into_iter().chain(former.flatten()) {
+            if store::is_consumer_of(&published, &key_name) {
+                ctx.kube.delete_if_unchanged(&published).await?;
+            }
         }
         if let Some(Ok(current)) = self.store.take()
             && ctx.kube.delete_if_unchanged(current.secret()).await?

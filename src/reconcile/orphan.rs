@@ -131,21 +131,26 @@ async fn withdraw_from_consumers(
     Ok(withdrawn_all)
 }
 
-/// The consumer Secrets keyward wrote for the key that still exist, as read now.
+/// The consumer Secrets keyward wrote for the key that still exist, as read now: those the
+/// record names (for a record from before keyward kept the list, those labelled with the Key).
 async fn consumers_of(
     ctx: &Context,
     namespace: &str,
     key_name: &str,
     store: &Store,
 ) -> Result<Vec<Secret>, Error> {
+    let recorded = &store.record.consumer_secrets;
+    let names = match recorded.is_empty() {
+        true => ctx.kube.consumer_secrets_of(namespace, key_name).await?,
+        false => recorded.iter().cloned().collect(),
+    };
     let mut consumers = Vec::new();
-    for name in ctx.kube.consumer_secrets_of(namespace, key_name).await? {
+    for name in names {
         if let Some(consumer) = ctx.kube.get_secret(namespace, &name).await?
             && store::is_consumer_of(&consumer, key_name)
         {
             consumers.push(consumer);
         }
     }
-    let _ = store;
     Ok(consumers)
 }

@@ -1,6 +1,8 @@
 //! The store's record of a key: its identity, creation facts, versions and lifecycle facts,
 //! as typed values (read and written as `key.json`).
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,12 @@ pub struct KeyRecord {
     /// so that importing the same material again restores it and other material is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<ImportedMaterial>,
+    /// The consumer Secrets keyward may have written for this key, in the Key's namespace:
+    /// each name is recorded before its first write, and dropped only once that Secret no
+    /// longer holds the key (after a `secretName` change). Empty in a store written before
+    /// keyward kept this list.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub consumer_secrets: BTreeSet<String>,
 }
 
 /// What is known of an EXTERNAL key's material (never the material itself).
@@ -117,6 +125,8 @@ pub struct NewKeyRecord<'a> {
     /// The initial version's id; `None` for a key that awaits imported material.
     pub initial_version_id: Option<&'a str>,
     pub pending_window_days: u32,
+    /// The consumer Secret the key will be published in.
+    pub consumer_secret: &'a str,
 }
 
 impl NewKeyRecord<'_> {
@@ -147,6 +157,7 @@ impl NewKeyRecord<'_> {
             deletion: None,
             import_parameters: None,
             imported: None,
+            consumer_secrets: BTreeSet::from([self.consumer_secret.to_string()]),
         }
     }
 }

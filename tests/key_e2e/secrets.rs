@@ -271,3 +271,80 @@ async fn reapply(env: &TestEnv, manifest: &str) -> String {
     let key = env.wait_ready(&name).await;
     key.status.unwrap().key_metadata.unwrap().key_id
 }
+
+/// The names of the Secrets of the test's namespace that hold any of `material`.
+async fn holders_of(env: &TestEnv, material: &[Vec<u8>]) -> Vec<String> {
+    let all = env.secrets().list(&Default::default()).await.unwrap().items;
+    all.iter()
+        .filter(|s| {
+            let entries = s.data.iter().flatten();
+            entries
+                .into_iter()
+                .any(|(_, bytes)| material.contains(&bytes.0))
+        })
+        .map(|s| s.name_any())
+        .collect()
+}
+
+/// Changing spec.secretName moves the material: the Secret keyward wrote before is deleted,
+/// and no Secret of the namespace but the current one holds the key, nor any once it is
+/// Disabled.
+#[tokio::test]
+async fn a_secret_name_change_leaves_no_copy_of_the_material_behind() {
+    let env = TestEnv::with_operator("secret-rename").await;
+    let manifest = |spec: &str| {
+        format!(
+            "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: moving}}\nspec: {spec}\n"
+        )
+    };
+    env.apply_key(&manifest("{}")).await;
+    let key_id = env
+        .wait_ready("moving")
+        .await
+        .status
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let material = symmetric_material(&env.store("moving").await.unwrap());
+    assert_eq!(holders_of(&env, &material).await, ["moving"]);
+
+    env.apply_key(&manifest("{secretName: moved}")).await;
+    let message = env.wait_event("moving", "SecretRetired").await;
+    assert!(
+        message.contains("moving") && message.contains("moved"),
+        "{message}"
+    );
+    let key = env
+        .wait_key("moving", "published in Secret moved", |k| {
+            let status = k.status.as_ref();
+            status.and_then(|s| s.secret_name.as_deref()) == Some("moved")
+                && common::ready_reason(k).as_deref() == Some("KeyReady")
+        })
+        .await;
+    assert_eq!(key.status.unwrap().key_metadata.unwrap().key_id, key_id);
+    assert!(
+        env.secret("moving").await.is_none(),
+        "the former Secret is left"
+    );
+    assert_eq!(holders_of(&env, &material).await, ["moved"]);
+    let record = env.record("moving").await.unwrap();
+    assert_eq!(
+        record.consumer_secrets.into_iter().collect::<Vec<_>>(),
+        ["moved"],
+        "the record still names the former Secret"
+    );
+
+    env.apply_key(&manifest("{secretName: moved, keyState: Disabled}"))
+        .await;
+    env.wait_reason("moving", "KeyDisabled").await;
+    assert!(
+        holders_of(&env, &material).await.is_empty(),
+        "a Disabled key's material is served"
+    );
+    assert_eq!(
+        symmetric_material(&env.store("moving").await.unwrap()),
+        material,
+        "the store lost material"
+    );
+}

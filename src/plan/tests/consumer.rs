@@ -397,3 +397,114 @@ fn deleted_consumer_secret_is_created_again() {
         "a deletion of a published Secret is reported as such"
     );
 }
+
+// ---- A secretName change -------------------------------------------------------------
+
+/// Plans `world`'s Key with the Secret of its current `secretName` absent and `former` as the
+/// consumer Secrets of earlier names, as read.
+fn plan_renamed(world: &World, former: &BTreeMap<String, Option<Secret>>) -> Plan {
+    let store = parsed(world.store.as_ref());
+    let observed = Observed {
+        key: &world.key,
+        store: store.as_ref(),
+        consumer: None,
+        former_consumers: former,
+        import: None,
+    };
+    plan(&observed, &settings(), later(), &fresh())
+}
+
+fn recorded_consumers(world: &World) -> Vec<String> {
+    let record = Store::parse(world.store.clone().unwrap(), NS, NAME)
+        .unwrap()
+        .record;
+    record.consumer_secrets.into_iter().collect()
+}
+
+/// Plans as [`plan_renamed`] does and writes the record update the plan must be.
+fn write_record(world: &mut World, former: &BTreeMap<String, Option<Secret>>) {
+    let plan = plan_renamed(world, former);
+    let Plan::UpdateRecord(record, None) = plan else {
+        panic!("expected a silent record update, got {plan:?}");
+    };
+    let store = world.store.as_ref().unwrap();
+    world.store = Some(store::with_record(store, &record));
+}
+
+#[test]
+fn a_new_key_records_its_consumer_secret_before_writing_it() {
+    let world = World::settled(key(|_| {}));
+    assert_eq!(recorded_consumers(&world), [NAME]);
+}
+
+#[test]
+fn a_secret_name_change_deletes_the_former_secret_then_forgets_it() {
+    let mut world = World::settled(key(|_| {}));
+    let former_secret = world.consumer.take().unwrap();
+    world.key.spec.secret_name = Some("renamed".into());
+    let mut former = BTreeMap::from([(NAME.to_string(), Some(former_secret.clone()))]);
+
+    // The new name is recorded before anything is written under it.
+    write_record(&mut world, &former);
+    assert_eq!(recorded_consumers(&world), [NAME, "renamed"]);
+
+    // The former Secret is deleted as it was read, and says so.
+    let Plan::RetireConsumer(retired, note) = plan_renamed(&world, &former) else {
+        panic!("expected the former Secret to be retired");
+    };
+    assert_eq!(*retired, former_secret);
+    assert_eq!(note.reason, Reason::SecretRetired);
+    assert!(note.message.contains("renamed") && note.message.contains(KEY_ID));
+
+    // Once it is gone, the record forgets it, and the new Secret is written.
+    former.insert(NAME.to_string(), None);
+    write_record(&mut world, &former);
+    assert_eq!(recorded_consumers(&world), ["renamed"]);
+    let converge = expect_converge(plan_renamed(&world, &former));
+    let Some(SecretWrite::Create(created)) = converge.consumer else {
+        panic!("expected the Secret of the new name to be created");
+    };
+    assert_eq!(created.metadata.name.as_deref(), Some("renamed"));
+}
+
+#[test]
+fn a_former_name_now_held_by_a_foreign_secret_is_forgotten_untouched() {
+    let mut world = World::settled(key(|_| {}));
+    world.consumer = None;
+    world.key.spec.secret_name = Some("renamed".into());
+    let foreign = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(NAME.into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    let former = BTreeMap::from([(NAME.to_string(), Some(foreign))]);
+    write_record(&mut world, &former);
+    write_record(&mut world, &former);
+    assert_eq!(recorded_consumers(&world), ["renamed"]);
+}
+
+#[test]
+fn a_record_from_before_the_list_takes_the_secrets_found_for_the_key() {
+    let mut world = World::settled(key(|_| {}));
+    let mut record = Store::parse(world.store.clone().unwrap(), NS, NAME)
+        .unwrap()
+        .record;
+    record.consumer_secrets.clear();
+    world.store = Some(store::with_record(world.store.as_ref().unwrap(), &record));
+    // The listing found the current Secret and one of an earlier name.
+    let earlier = world.consumer.clone().map(|mut s| {
+        s.metadata.name = Some("earlier".into());
+        s
+    });
+    let former = BTreeMap::from([(NAME.to_string(), None), ("earlier".to_string(), earlier)]);
+    write_record(&mut world, &former);
+    assert_eq!(recorded_consumers(&world), ["earlier", NAME]);
+    assert!(matches!(
+        plan_renamed(&world, &former),
+        Plan::RetireConsumer(..)
+    ));
+}

@@ -29,6 +29,7 @@ fn valid_new_key_is_created_with_the_fresh_ids_and_the_kms_defaults() {
                 deletion: None,
                 import_parameters: None,
                 imported: None,
+                consumer_secrets: [NAME.to_string()].into(),
             },
             mint: true,
         }

@@ -10,6 +10,7 @@ fn plan_import(world: &World, import: Option<Result<SecretBytes, Rejection>>) ->
             key: &world.key,
             store: parsed(world.store.as_ref()).as_ref(),
             consumer: world.consumer.as_ref(),
+            former_consumers: &Default::default(),
             import: import.as_ref(),
         },
         &settings(),

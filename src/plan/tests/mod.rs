@@ -102,6 +102,7 @@ fn plan_at(key: &Key, store: Option<&Secret>, consumer: Option<&Secret>, now: Ti
             key,
             store: parsed(store).as_ref(),
             consumer,
+            former_consumers: &Default::default(),
             import: None,
         },
         &settings(),
@@ -207,9 +208,17 @@ impl World {
         }
     }
 
+    /// Carries out record updates and Converges until there is nothing left to write.
     fn settle(&mut self, now: Timestamp) {
-        for _ in 0..4 {
-            let converge = self.converge(now);
+        for _ in 0..6 {
+            let converge = match self.plan(now) {
+                Plan::UpdateRecord(record, _) => {
+                    let store = self.store.as_ref().expect("a store");
+                    self.store = Some(store::with_record(store, &record));
+                    continue;
+                }
+                plan => expect_converge(plan),
+            };
             if converge.consumer.is_none() && converge.status.is_none() {
                 return;
             }

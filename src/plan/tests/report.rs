@@ -121,6 +121,7 @@ fn protection_level_change_is_rejected_against_the_stores_record() {
         protection_level: ProtectionLevel::Hsm,
         initial_version_id: Some(VERSION_ID),
         pending_window_days: 30,
+        consumer_secret: NAME,
     }
     .build();
     let material = material::generate(KeySpec::AliyunAes256).unwrap();

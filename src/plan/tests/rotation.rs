@@ -22,6 +22,7 @@ impl World {
                 key: &self.key,
                 store: store.as_ref(),
                 consumer: self.consumer.as_ref(),
+                former_consumers: &Default::default(),
                 import: None,
             };
             match super::plan(&observed, &settings(), now, &ids) {
@@ -49,6 +50,7 @@ impl World {
                     panic!("no EXTERNAL keys here")
                 }
                 Plan::CreateKey(_) => panic!("an existing key is never created again"),
+                Plan::RetireConsumer(..) => panic!("spec.secretName never changes here"),
             }
         }
         panic!("the plans did not settle");
@@ -132,6 +134,7 @@ fn rotation_moves_primary_and_dates_and_keeps_every_version_for_consumers() {
             key: &world.key,
             store: parsed(world.store.as_ref()).as_ref(),
             consumer: world.consumer.as_ref(),
+            former_consumers: &Default::default(),
             import: None,
         },
         &settings(),

@@ -134,6 +134,7 @@ fn store_for(key: &Key, created: Timestamp) -> Secret {
         key,
         store: None,
         consumer: None,
+        former_consumers: &Default::default(),
         import: None,
     };
     let new = match crate::plan::plan(&observed, &settings(), created, &fresh) {
@@ -163,6 +164,7 @@ fn pending_import_store(spec: KeySpec) -> Secret {
         protection_level: ProtectionLevel::Software,
         initial_version_id: None,
         pending_window_days: 30,
+        consumer_secret: KEY_NAME,
     }
     .build();
     let mut store = store::new_store(location(), &record, None);
