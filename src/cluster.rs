@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::api::Key;
 use crate::api::labels;
-use crate::api::{Key, KeySpec};
 use crate::error::Error;
 use crate::plan::{Note, SecretWrite};
 
@@ -333,34 +333,6 @@ impl Kube {
     pub async fn get_key(&self, namespace: &str, name: &str) -> Result<Option<Key>, Error> {
         let api: Api<Key> = Api::namespaced(self.client.clone(), namespace);
         Ok(api.get_opt(name).await?)
-    }
-
-    /// Asymmetric key versions across every key keyward manages in `namespace` (all namespaces
-    /// when `None`), counted from the stores' annotations: no material is read.
-    pub async fn count_asymmetric_versions(&self, namespace: Option<&str>) -> Result<usize, Error> {
-        let api: Api<Secret> = match namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
-        let selector = format!(
-            "{},{}={}",
-            labels::managed_selector(),
-            labels::ROLE,
-            labels::ROLE_MATERIAL
-        );
-        let stores = api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await?;
-        Ok(stores
-            .items
-            .iter()
-            .filter_map(|store| {
-                let annotations = store.metadata.annotations.as_ref()?;
-                let spec = KeySpec::parse(annotations.get(labels::KEY_SPEC)?)?;
-                let versions = annotations.get(labels::VERSIONS)?.parse::<usize>().ok()?;
-                (!spec.is_symmetric()).then_some(versions)
-            })
-            .sum())
     }
 
     /// Records an event on `object`. keyward records events only when something changed, so

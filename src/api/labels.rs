@@ -40,6 +40,8 @@ pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection
 pub const CONSUMER_SECRET_TYPE: &str = "keyward.dev/key";
 /// Secret type of the material store, the record every consumer Secret is rebuilt from.
 pub const MATERIAL_SECRET_TYPE: &str = "keyward.dev/key-material";
+/// Secret type of the marker that says the stores of the former layout were moved.
+pub const LAYOUT_MARKER_SECRET_TYPE: &str = "keyward.dev/layout-marker";
 
 /// The selector of every Secret keyward manages.
 pub fn managed_selector() -> String {

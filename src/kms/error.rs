@@ -101,7 +101,6 @@ impl Code {
                 | Code::RejectedDisabled
                 | Code::RejectedPendingDeletion
                 | Code::RejectedPendingImport
-                | Code::RejectedLimitExceeded
         )
     }
 

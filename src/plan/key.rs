@@ -6,6 +6,7 @@ use kube::ResourceExt;
 
 use super::consumer::{consumer_secret_name, plan_consumer, secret_name_conflict};
 use super::import::{plan_external, plan_pending_import};
+use super::key_version::{LIMIT_RECHECK, within_limit};
 use super::lifecycle::{self, LifecycleStep};
 use super::status::{
     Outcome, Report, converge_status, key_metadata, status_update, version_entries,
@@ -67,6 +68,18 @@ pub(super) fn plan_without_store(
     if observed.consumer.is_some() {
         let rejection = secret_name_conflict(&consumer_secret_name(key));
         return converge_status(key, None, None, Outcome::Rejected(rejection), now);
+    }
+    if !valid.key_spec.is_symmetric() {
+        // Not counted is not room: never mint past the limit.
+        let held = observed.asymmetric_versions.unwrap_or(usize::MAX);
+        let namespace = key.namespace().unwrap_or_default();
+        if let Err(rejection) = within_limit(&namespace, held, settings) {
+            let mut plan = converge_status(key, None, None, Outcome::Rejected(rejection), now);
+            if let Plan::Converge(converge) = &mut plan {
+                converge.requeue_after = Some(LIMIT_RECHECK);
+            }
+            return plan;
+        }
     }
     let consumer = consumer_secret_name(key);
     Plan::CreateKey(new_key(&valid, &consumer, settings, now, fresh))

@@ -1,9 +1,12 @@
 //! A CreateKeyVersion request (a `KeyVersion`) + its key + now -> what to do (pure).
 //!
 //! The seed's rules: the key must be asymmetric and Enabled, at least the minimum interval
-//! must have passed since its last version, and the operator's asymmetric versions must stay
-//! within the limit. A rejection is final, like a failed API call. A request whose key does
-//! not exist yet waits for it: GitOps may apply them in any order.
+//! must have passed since its last version, and the namespace's asymmetric versions must stay
+//! within the limit. A rejection is final, like a failed API call, except the limit's: that
+//! depends on the other keys, so the request is looked at again. A request whose key does not
+//! exist yet waits for it: GitOps may apply them in any order.
+
+use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -24,7 +27,7 @@ pub struct ObservedRequest<'a> {
     pub key: Option<&'a Key>,
     /// That Key's material store, if it exists: parsed, or why it cannot be used.
     pub store: Option<&'a Result<Store, Rejection>>,
-    /// Asymmetric versions across every key the operator manages, initial versions included.
+    /// Asymmetric versions of the request's namespace, initial versions included.
     pub asymmetric_versions: usize,
 }
 
@@ -32,10 +35,12 @@ pub struct ObservedRequest<'a> {
 pub enum RequestPlan {
     /// Mint the requested version and add it to the key's store; then plan again.
     AddVersion(Box<NewVersion>),
-    /// Write the status (`None`: unchanged) and record the notes.
+    /// Write the status (`None`: unchanged) and record the notes; plan again after
+    /// `recheck_after`, if set, without waiting for a change.
     Report {
         status: Option<KeyVersionStatus>,
         notes: Vec<Note>,
+        recheck_after: Option<Duration>,
     },
 }
 
@@ -68,6 +73,7 @@ pub fn plan_request(
         return RequestPlan::Report {
             status: None,
             notes: Vec::new(),
+            recheck_after: None,
         };
     }
 
@@ -108,6 +114,13 @@ pub fn plan_request(
         settings,
         now,
     ) {
+        Err(rejection) if rejection.code == Code::RejectedLimitExceeded => {
+            let mut plan = report(request, None, Readiness::rejected(&rejection), now);
+            if let RequestPlan::Report { recheck_after, .. } = &mut plan {
+                *recheck_after = Some(LIMIT_RECHECK);
+            }
+            plan
+        }
         Err(rejection) => report(request, None, Readiness::rejected(&rejection), now),
         Ok(()) => RequestPlan::AddVersion(Box::new(NewVersion {
             record: store.record.clone(),
@@ -166,18 +179,35 @@ fn check_rules(
             ));
         }
     }
+    let namespace = key.and_then(|k| k.namespace()).unwrap_or_default();
+    within_limit(&namespace, asymmetric_versions, settings)
+}
+
+/// How often a request or Key refused for the limit is looked at again: the limit depends on
+/// other keys, which may be deleted meanwhile.
+pub const LIMIT_RECHECK: Duration = Duration::from_secs(30);
+
+/// Refuses one more asymmetric version in a namespace that holds `held` (the seed: 50 per
+/// user and region; in keyward, per namespace).
+pub(super) fn within_limit(
+    namespace: &str,
+    held: usize,
+    settings: &PlanSettings,
+) -> Result<(), Rejection> {
     let max = settings.max_asymmetric_versions;
-    if asymmetric_versions >= max {
-        return Err(Rejection::new(
-            Code::RejectedLimitExceeded,
-            format!(
-                "the operator already holds {asymmetric_versions} asymmetric key versions, the \
-                 limit is {max} (--max-asymmetric-key-versions): delete unneeded asymmetric keys \
-                 or raise the limit"
-            ),
-        ));
+    if held < max {
+        return Ok(());
     }
-    Ok(())
+    Err(Rejection::new(
+        Code::RejectedLimitExceeded,
+        format!(
+            "namespace {namespace} already holds {held} asymmetric key versions, the most a \
+             namespace may hold (--max-asymmetric-key-versions {max}): delete asymmetric keys it \
+             no longer needs, or ask the cluster's administrator to raise the limit; checked \
+             again every {} s",
+            LIMIT_RECHECK.as_secs()
+        ),
+    ))
 }
 
 /// The CreateKeyVersion response for `version` of the key in `record`.
@@ -238,6 +268,7 @@ fn report(
     RequestPlan::Report {
         status: (previous != Some(&desired)).then_some(desired),
         notes: note.into_iter().collect(),
+        recheck_after: None,
     }
 }
 #[cfg(test)]

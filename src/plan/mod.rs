@@ -67,6 +67,9 @@ pub struct Observed<'a> {
     /// record from before keyward kept that list, keyward's Secrets labelled with the Key), as
     /// read now: `None` where none is left.
     pub former_consumers: &'a BTreeMap<String, Option<Secret>>,
+    /// Asymmetric versions of the Key's namespace, counted when the key may be created with
+    /// an asymmetric spec (its initial version is a version); `None` when not counted.
+    pub asymmetric_versions: Option<usize>,
     /// For an EXTERNAL key with spec.keyMaterial set: the material read (and unwrapped) from
     /// the named Secret, or why it cannot be imported.
     pub import: Option<&'a Result<SecretBytes, Rejection>>,

@@ -9,10 +9,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::{Context, grown_by_version, mint};
-use crate::api::{Key, Origin, labels};
+use crate::api::{Key, KeySpec, Origin, labels};
 use crate::error::Error;
 use crate::kms::error::{Code, Rejection};
 use crate::kms::import;
@@ -50,6 +51,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
         };
         pass.read_import_source(&ctx).await?;
         pass.read_former_consumers(&ctx).await?;
+        let asymmetric_versions = pass.count_for_creation(&ctx).await;
         let import = pass.import.as_ref().map(|i| &i.material);
         let recheck_import = import_blocks(pass.store.as_ref(), import);
         let observed = Observed {
@@ -57,6 +59,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
             store: pass.store.as_ref(),
             consumer: pass.consumer.as_ref(),
             former_consumers: &pass.former_consumers,
+            asymmetric_versions,
             import,
         };
         let step = plan::plan(&observed, &ctx.settings, Timestamp::now(), &fresh);
@@ -87,6 +90,8 @@ struct Pass<'a> {
     import_source: Option<Option<Secret>>,
     /// The material read from it, unwrapped once per set of import parameters.
     import: Option<ImportAttempt>,
+    /// The namespace's turn at the limit on asymmetric versions, while creating such a key.
+    quota_turn: Option<OwnedMutexGuard<()>>,
 }
 
 /// The outcome of unwrapping spec.keyMaterial with one set of import parameters.
@@ -121,6 +126,7 @@ impl<'a> Pass<'a> {
             store: None,
             import_source: None,
             import: None,
+            quota_turn: None,
         };
         if store_may_exist {
             pass.read_store(ctx).await?;
@@ -187,6 +193,28 @@ impl<'a> Pass<'a> {
             self.import = Some(ImportAttempt { token, material });
         }
         Ok(())
+    }
+
+    /// For a key that may be created with an asymmetric spec: the namespace's asymmetric
+    /// versions (counted again, in the namespace's turn, before the store is written).
+    async fn count_for_creation(&self, ctx: &Context) -> Option<usize> {
+        let spec = self.key.spec.key_spec.as_deref().and_then(KeySpec::parse)?;
+        if self.store.is_some() || spec.is_symmetric() {
+            return None;
+        }
+        Some(ctx.quota.asymmetric_versions(&self.namespace).await)
+    }
+
+    /// Takes the namespace's turn at the limit for an asymmetric key, and whether there is
+    /// still room for it. Minting comes first, outside the turn: keys are minted in parallel,
+    /// and only counting and writing wait for each other.
+    async fn room_for(&mut self, ctx: &Context, new_key: &NewKey) -> bool {
+        if new_key.record.key_spec.is_symmetric() {
+            return true;
+        }
+        self.quota_turn = Some(ctx.quota.turn(&self.namespace).await);
+        let held = ctx.quota.asymmetric_versions(&self.namespace).await;
+        held < ctx.settings.max_asymmetric_versions
     }
 
     /// Reads the consumer Secrets of earlier `secretName`s that the record names and this pass
@@ -309,6 +337,10 @@ impl<'a> Pass<'a> {
             true => Some(mint(new_key.record.key_spec).await?),
             false => None,
         };
+        if !self.room_for(ctx, new_key).await {
+            // Another key took the last place meanwhile: the next plan refuses this one.
+            return Ok(());
+        }
         let key_name = self.key_name();
         let location = ctx.scope.store_of(&self.namespace, &key_name);
         let secret = store::new_store(location, &new_key.record, material.as_ref());
@@ -322,6 +354,7 @@ impl<'a> Pass<'a> {
                 key_id = %new_key.record.key_id, key_spec = %new_key.record.key_spec,
                 "created key");
         }
+        self.quota_turn = None;
         Ok(())
     }
 
@@ -341,6 +374,7 @@ impl<'a> Pass<'a> {
         if let Some(note) = &note {
             ctx.kube.record(self.key, note).await;
         }
+        ctx.quota.wrote(&written);
         self.observe_store(Some(written));
         Ok(true)
     }
@@ -385,6 +419,7 @@ impl<'a> Pass<'a> {
         if let Some(Ok(current)) = self.store.take()
             && ctx.kube.delete_if_unchanged(current.secret()).await?
         {
+            ctx.quota.destroyed(current.secret());
             tracing::info!(key = %key_name, namespace = %self.namespace,
                 "destroyed the key's material as scheduled");
             ctx.kube

@@ -38,13 +38,11 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
     let parse = |secret: Option<Secret>| secret.map(|s| Store::parse(s, &namespace, key_name));
     let mut store = parse(store.take());
 
+    // The namespace's turn, from counting to the write that takes the place.
+    let _turn = ctx.quota.turn(&namespace).await;
     for _ in 0..MAX_PLANS {
-        // Counted afresh for every plan: the limit holds across all keys, and this controller
-        // runs one request at a time so two requests cannot both take the last place.
-        let asymmetric_versions = ctx
-            .kube
-            .count_asymmetric_versions(ctx.scope.namespace.as_deref())
-            .await?;
+        // Counted afresh for every plan, from the stores keyward wrote.
+        let asymmetric_versions = ctx.quota.asymmetric_versions(&namespace).await;
         let observed = ObservedRequest {
             request: &request,
             key: key.as_ref(),
@@ -65,6 +63,7 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                 };
                 match replaced {
                     Some(replaced) => {
+                        ctx.quota.wrote(&replaced);
                         tracing::info!(key = %key_name, %namespace,
                             key_id = %new_version.record.key_id, key_version_id = %version_id,
                             request = %request.name_any(), "created key version");
@@ -77,14 +76,21 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                     }
                 }
             }
-            RequestPlan::Report { status, notes } => {
+            RequestPlan::Report {
+                status,
+                notes,
+                recheck_after,
+            } => {
                 if let Some(status) = &status {
                     ctx.kube.write_status(request.as_ref(), status).await?;
                 }
                 for note in &notes {
                     ctx.kube.record(request.as_ref(), note).await;
                 }
-                return Ok(Action::await_change());
+                return Ok(match recheck_after {
+                    Some(delay) => Action::requeue(delay),
+                    None => Action::await_change(),
+                });
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Moves the stores of the former layout (in the Keys' own namespaces) to the store namespace,
-//! once, before any controller starts: see [`crate::store::migration`].
+//! before any controller starts: see [`crate::store::migration`]. Once a move is complete, a
+//! marker in the store namespace says so, and later starts never move anything again: after
+//! the upgrade, a Secret a tenant dresses as a former store is never taken for one.
 
 use std::time::Duration;
 
@@ -29,6 +31,16 @@ pub(super) async fn move_former_stores(ctx: &Context) {
 }
 
 async fn move_all(ctx: &Context) -> Result<(), Error> {
+    let marker =
+        migration::completion_marker(&ctx.scope.store_namespace, ctx.scope.namespace.as_deref());
+    if ctx
+        .kube
+        .get_secret(&ctx.scope.store_namespace, &marker.name_any())
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
     let selector = format!(
         "{},{}={}",
         labels::managed_selector(),
@@ -44,6 +56,7 @@ async fn move_all(ctx: &Context) -> Result<(), Error> {
         .filter(migration::is_former_store)
         .collect();
     if former.is_empty() {
+        ctx.kube.create_once(&marker).await?;
         return Ok(());
     }
     tracing::info!(
@@ -53,6 +66,7 @@ async fn move_all(ctx: &Context) -> Result<(), Error> {
     for original in &former {
         move_one(ctx, original).await?;
     }
+    ctx.kube.create_once(&marker).await?;
     tracing::info!(stores = former.len(), "moved material stores");
     Ok(())
 }

@@ -5,6 +5,7 @@ mod key_version;
 mod key_watch;
 mod migrate;
 mod orphan;
+mod quota;
 mod status_memo;
 mod store_watch;
 
@@ -43,6 +44,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Key statuses written, so that a reconcile from a stale cache does not write them again.
     written_statuses: status_memo::StatusMemo,
+    /// The limit on asymmetric versions, per namespace.
+    quota: quota::Quota,
 }
 
 impl Context {
@@ -59,6 +62,7 @@ impl Context {
             telemetry,
             failures: Mutex::default(),
             written_statuses: Default::default(),
+            quota: Default::default(),
         }
     }
 
@@ -146,6 +150,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let key_controller =
         key_controller(&ctx, keys.clone(), for_keys, store_changes).reconcile_on(stores_deleted);
     let requests = key_version_controller(&ctx, for_requests);
+    ctx.quota.attach(stores.clone());
     let stores = store_controller(&ctx, stores, for_stores, deleted, relisted);
     ctx.telemetry.watch_keys(keys.clone());
     let (key_cache, request_cache) = (keys.clone(), requests.store());

@@ -21,6 +21,24 @@ pub enum MoveStep {
     Conflict(String),
 }
 
+/// The Secret in `store_namespace` whose presence says the stores of the Keys of `scope` (one
+/// namespace, or all: `None`) were moved; it holds nothing.
+pub fn completion_marker(store_namespace: &str, scope: Option<&str>) -> Secret {
+    let name = match scope {
+        Some(namespace) => format!("keyward-layout-moved.{namespace}"),
+        None => "keyward-layout-moved".to_string(),
+    };
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(store_namespace.into()),
+            ..ObjectMeta::default()
+        },
+        type_: Some(labels::LAYOUT_MARKER_SECRET_TYPE.into()),
+        ..Secret::default()
+    }
+}
+
 /// Whether `secret` is a store of the former layout: keyward's store labels, but no annotation
 /// naming the Key's namespace (a store of the store namespace has one).
 pub fn is_former_store(secret: &Secret) -> bool {

@@ -409,6 +409,7 @@ fn plan_renamed(world: &World, former: &BTreeMap<String, Option<Secret>>) -> Pla
         store: store.as_ref(),
         consumer: None,
         former_consumers: former,
+        asymmetric_versions: Some(0),
         import: None,
     };
     plan(&observed, &settings(), later(), &fresh())

@@ -374,3 +374,46 @@ fn consumer_name_taken_with_a_store_is_a_conflict_and_the_key_is_still_reported(
         assert_eq!(status.key_metadata, Some(aes_metadata()), "{what}");
     }
 }
+
+// ---- The limit on asymmetric versions ---------------------------------------------------
+
+/// Plans a new Key in a namespace holding `held` asymmetric versions (`None`: not counted).
+fn plan_new_with(key: &Key, held: Option<usize>) -> Plan {
+    let observed = Observed {
+        key,
+        store: None,
+        consumer: None,
+        former_consumers: &Default::default(),
+        asymmetric_versions: held,
+        import: None,
+    };
+    plan(&observed, &settings(), t0(), &fresh())
+}
+
+#[test]
+fn an_asymmetric_key_counts_against_the_namespaces_limit_from_its_initial_version() {
+    let rsa = key(|r| r.key_spec = Some("RSA_2048".into()));
+    for held in [Some(50), Some(51), Some(usize::MAX), None] {
+        let converge = expect_converge(plan_new_with(&rsa, held));
+        let status = assert_rejected(&converge, Code::RejectedLimitExceeded);
+        assert!(
+            ready(&status)
+                .message
+                .contains("--max-asymmetric-key-versions 50"),
+            "{}",
+            ready(&status).message
+        );
+        // Looked at again: other keys may be deleted meanwhile.
+        assert_eq!(
+            converge.requeue_after,
+            Some(Duration::from_secs(30)),
+            "{held:?}"
+        );
+    }
+    assert!(matches!(plan_new_with(&rsa, Some(49)), Plan::CreateKey(_)));
+    // Symmetric keys hold no asymmetric versions: the count does not matter to them.
+    assert!(matches!(
+        plan_new_with(&key(|_| {}), None),
+        Plan::CreateKey(_)
+    ));
+}

@@ -11,6 +11,7 @@ fn plan_import(world: &World, import: Option<Result<SecretBytes, Rejection>>) ->
             store: parsed(world.store.as_ref()).as_ref(),
             consumer: world.consumer.as_ref(),
             former_consumers: &Default::default(),
+            asymmetric_versions: Some(0),
             import: import.as_ref(),
         },
         &settings(),

@@ -103,6 +103,7 @@ fn plan_at(key: &Key, store: Option<&Secret>, consumer: Option<&Secret>, now: Ti
             store: parsed(store).as_ref(),
             consumer,
             former_consumers: &Default::default(),
+            asymmetric_versions: Some(0),
             import: None,
         },
         &settings(),

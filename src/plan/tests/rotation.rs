@@ -23,6 +23,7 @@ impl World {
                 store: store.as_ref(),
                 consumer: self.consumer.as_ref(),
                 former_consumers: &Default::default(),
+                asymmetric_versions: Some(0),
                 import: None,
             };
             match super::plan(&observed, &settings(), now, &ids) {
@@ -135,6 +136,7 @@ fn rotation_moves_primary_and_dates_and_keeps_every_version_for_consumers() {
             store: parsed(world.store.as_ref()).as_ref(),
             consumer: world.consumer.as_ref(),
             former_consumers: &Default::default(),
+            asymmetric_versions: Some(0),
             import: None,
         },
         &settings(),

@@ -1,4 +1,5 @@
-//! A rejection is final, like a failed API call.
+//! A rejection is final, like a failed API call; except the limit's, which depends on the
+//! namespace's other keys.
 
 use super::*;
 
@@ -9,25 +10,13 @@ fn rejection_stays_final_when_the_request_would_now_be_accepted() {
     type Edit = fn(&mut World);
     // (what, world, when refused, what changes, when planned again, whether a new request
     // would be accepted in the changed world)
-    let cases: [(&str, World, Timestamp, Edit, Timestamp, bool); 4] = [
+    let cases: [(&str, World, Timestamp, Edit, Timestamp, bool); 3] = [
         (
             "too soon, then the interval passes",
             World::with_key(KeySpec::EcP256),
             at("2016-03-26T00:00:00Z"),
             |_| {},
             later(),
-            true,
-        ),
-        (
-            "at the limit, then versions are deleted",
-            {
-                let mut w = World::with_key(KeySpec::EcP256);
-                w.asymmetric_versions = 50;
-                w
-            },
-            now(),
-            |w| w.asymmetric_versions = 10,
-            now(),
             true,
         ),
         // Refused is not turned into waiting either.
@@ -101,7 +90,6 @@ fn every_final_rejection_reason_is_final() {
             Code::RejectedDisabled,
             Code::RejectedPendingDeletion,
             Code::RejectedPendingImport,
-            Code::RejectedLimitExceeded,
         ]
     );
     for code in finals {
@@ -117,5 +105,27 @@ fn every_final_rejection_reason_is_final() {
     assert_eq!(
         expect_add(world.plan(later())).version,
         requested_version(FRESH_ID, "2019-09-01T08:00:00Z", UID)
+    );
+}
+
+#[test]
+fn a_request_refused_for_the_limit_is_looked_at_again_and_served_once_there_is_room() {
+    let mut world = World::with_key(KeySpec::EcP256);
+    world.asymmetric_versions = 50;
+    let RequestPlan::Report { recheck_after, .. } = world.plan(now()) else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(recheck_after, Some(crate::plan::key_version::LIMIT_RECHECK));
+    let (status, notes) = world.reconcile(now(), FRESH_ID);
+    let reason = status.map(|s| s.conditions[0].reason.clone());
+    assert_eq!(reason.as_deref(), Some("RejectedLimitExceeded"));
+    assert_eq!(notes.len(), 1);
+    // Still full: nothing new is written or announced.
+    assert_eq!(world.reconcile(now(), FRESH_ID), nothing_to_write());
+    // Another key of the namespace was deleted: the same request is served.
+    world.asymmetric_versions = 49;
+    assert_eq!(
+        expect_add(world.plan(now())).version,
+        requested_version(FRESH_ID, NOW_KMS, UID)
     );
 }

@@ -14,6 +14,7 @@ fn store_left_behind_by_a_deleted_key_gets_no_new_version() {
         RequestPlan::Report {
             status: Some(waiting_status(&waiting_to_exist(), NOW_KMS)),
             notes: vec![waiting_note(&waiting_to_exist())],
+            recheck_after: None,
         }
     );
 }

@@ -135,6 +135,7 @@ fn store_for(key: &Key, created: Timestamp) -> Secret {
         store: None,
         consumer: None,
         former_consumers: &Default::default(),
+        asymmetric_versions: Some(0),
         import: None,
     };
     let new = match crate::plan::plan(&observed, &settings(), created, &fresh) {
@@ -268,7 +269,7 @@ impl World {
         for _ in 0..4 {
             match self.plan_with(now, version_id) {
                 RequestPlan::AddVersion(new) => self.add_version(&new),
-                RequestPlan::Report { status, notes } => {
+                RequestPlan::Report { status, notes, .. } => {
                     if let Some(status) = &status {
                         self.request.status = Some(status.clone());
                     }
@@ -311,7 +312,7 @@ fn expect_add(plan: RequestPlan) -> NewVersion {
 
 fn expect_report(plan: RequestPlan) -> Reported {
     match plan {
-        RequestPlan::Report { status, notes } => (status, notes),
+        RequestPlan::Report { status, notes, .. } => (status, notes),
         other => panic!("expected Report, got {other:?}"),
     }
 }
@@ -442,9 +443,10 @@ fn too_soon_message(last: &str, allowed_from: &str) -> String {
 
 fn limit_message(count: usize) -> String {
     format!(
-        "Rejected.LimitExceeded: the operator already holds {count} asymmetric key versions, \
-         the limit is 50 (--max-asymmetric-key-versions): delete unneeded asymmetric keys or \
-         raise the limit"
+        "Rejected.LimitExceeded: namespace {NS} already holds {count} asymmetric key versions, \
+         the most a namespace may hold (--max-asymmetric-key-versions 50): delete asymmetric \
+         keys it no longer needs, or ask the cluster's administrator to raise the limit; \
+         checked again every 30 s"
     )
 }
 
