@@ -126,10 +126,10 @@ async fn forged_secrets_and_a_full_namespace_change_nothing_for_another_tenant()
     assert_eq!((ready, refused), (3, 1), "{reasons:?}");
 
     // The victim's key and its new version are served as if the attacker were not there.
-    env.apply_key(&format!(
-        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: victim-rsa}}\nspec: \
-         {{keySpec: RSA_2048, keyUsage: SIGN/VERIFY}}\n"
-    ))
+    env.apply_key(
+        "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: victim-rsa}\nspec: \
+         {keySpec: RSA_2048, keyUsage: SIGN/VERIFY}\n",
+    )
     .await;
     env.wait_ready("victim-rsa").await;
     env.apply_key_version(
