@@ -120,11 +120,16 @@ impl Existing<'_> {
         )
     }
 
-    /// When the key rotates next, if it rotates (Enabled, with rotation on).
+    /// When the key rotates next, if it rotates (Enabled, with rotation on, and room for
+    /// another version).
     fn next_rotation(&self) -> Option<Timestamp> {
         let interval = self.valid.rotation?;
         let enabled = lifecycle::key_state(self.record(), Some(self.valid.desired_state))
             == KeyState::Enabled;
+        let record = self.record();
+        if record.versions.len() >= store::max_versions(record.key_spec) {
+            return None;
+        }
         let last = self.record().last_rotation()?;
         enabled
             .then(|| schedule::next_rotation(last, interval))
@@ -398,6 +403,15 @@ fn settled_outcome(record: &KeyRecord, metadata: &KeyMetadata, secret_name: &str
                 "key {key_id} will be destroyed at {}: its material is withdrawn from Secret \
                  {secret_name}; set spec.keyState to Enabled or Disabled before then to cancel",
                 metadata.delete_date.as_deref().unwrap_or_default()
+            ),
+        ),
+        _ if record.versions.len() >= store::max_versions(record.key_spec) => (
+            Reason::KeyReady,
+            format!(
+                "key {key_id} is Enabled; its material is in Secret {secret_name}; it holds {} \
+                 versions, the most one key may hold, so it rotates no more: create a new key \
+                 to rotate to",
+                record.versions.len()
             ),
         ),
         _ => (

@@ -164,6 +164,17 @@ fn check_rules(
             format!("key {key_name} ({key_id}) is {state}: new versions need an Enabled key"),
         ));
     }
+    let max = crate::store::max_versions(record.key_spec);
+    if record.versions.len() >= max {
+        return Err(Rejection::new(
+            Code::RejectedLimitExceeded,
+            format!(
+                "key {key_name} ({key_id}) holds {} versions, the most one key may hold (its \
+                 Secrets must stay within the 1 MiB limit of a Secret): create a new key",
+                record.versions.len()
+            ),
+        ));
+    }
     if let Some(last) = record.last_rotation() {
         let min = settings.key_version_min_interval;
         let allowed_from = next_rotation(last, min).unwrap_or(Timestamp::MAX);

@@ -32,7 +32,13 @@ pub(super) enum Outcome {
 pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata {
     let key_state = lifecycle::key_state(record, valid.map(|v| v.desired_state));
     let rotation = valid.and_then(|v| v.rotation);
+    // A key holding the most versions one key may hold rotates no more.
+    let full = record.versions.len() >= crate::store::max_versions(record.key_spec);
+    let rotation = rotation.filter(|_| !full);
     let automatic_rotation = match rotation {
+        None if full && valid.is_some_and(|v| v.rotation.is_some()) => {
+            AutomaticRotation::Suspended
+        }
         None => AutomaticRotation::Disabled,
         Some(_) if key_state == KeyState::Enabled => AutomaticRotation::Enabled,
         Some(_) => AutomaticRotation::Suspended,

@@ -292,3 +292,31 @@ fn written_over(read: &Secret, mut write: Secret) -> Secret {
     write.metadata.resource_version = Some((version + 1).to_string());
     write
 }
+
+#[test]
+fn a_key_holding_the_most_versions_rotates_no_more() {
+    let mut world = rotating("7d");
+    let store = world.store.clone().unwrap();
+    let mut record = store::Store::parse(store.clone(), NS, NAME).unwrap().record;
+    let newest = record.versions[0].clone();
+    let mut full = store;
+    while record.versions.len() < 1000 {
+        let mut older = newest.clone();
+        older.key_version_id = format!("v{}", record.versions.len());
+        full.data.as_mut().unwrap().insert(
+            format!("{}.key", older.key_version_id),
+            ByteString(vec![7; 32]),
+        );
+        record.versions.insert(0, older);
+    }
+    world.store = Some(store::with_record(&full, &record));
+    let converge = world.converge(after_days(8, 0.0));
+    let status = converge.status.expect("the status says why");
+    assert_eq!(status.key_metadata.as_ref().unwrap().next_rotation_date, None);
+    let message = &ready(&status).message;
+    assert!(
+        message.contains("holds 1000 versions") && message.contains("rotates no more"),
+        "{message}"
+    );
+    assert_eq!(converge.requeue_after, None, "nothing falls due");
+}

@@ -221,3 +221,43 @@ fn rules_are_checked_in_the_kms_order() {
         Some(too_soon_message(KEY_CREATED, KEY_CREATED_PLUS_7D))
     );
 }
+
+// ---- The most versions one key holds -----------------------------------------------------
+
+#[test]
+fn a_key_holding_the_most_versions_takes_no_more() {
+    let mut world = World::with_key(KeySpec::EcP256);
+    let store = world.store.clone().unwrap();
+    let mut record = Store::parse(store.clone(), NS, KEY_NAME).unwrap().record;
+    // Old versions, as far back as the record needs: their material is not read here.
+    let oldest = record.versions[0].clone();
+    while record.versions.len() < 100 {
+        let mut older = oldest.clone();
+        older.key_version_id = format!("v{}", record.versions.len());
+        record.versions.insert(0, older);
+    }
+    let mut full = crate::store::with_record(&store, &record);
+    for version in &record.versions[..99] {
+        full.data.as_mut().unwrap().extend([
+            (
+                format!("{}.private.pem", version.key_version_id),
+                k8s_openapi::ByteString(b"x".to_vec()),
+            ),
+            (
+                format!("{}.public.pem", version.key_version_id),
+                k8s_openapi::ByteString(b"x".to_vec()),
+            ),
+        ]);
+    }
+    world.store = Some(full);
+    let (status, _) = world.reconcile(later(), FRESH_ID);
+    let ready = &status.unwrap().conditions[0];
+    assert_eq!(ready.reason, "RejectedLimitExceeded");
+    assert!(
+        ready
+            .message
+            .contains("holds 100 versions, the most one key may hold"),
+        "{}",
+        ready.message
+    );
+}
