@@ -71,8 +71,8 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_KEY_VERSION_MIN_INTERVAL", default_value = "7d", value_parser = interval_arg)]
     key_version_min_interval: Interval,
 
-    /// Most asymmetric key versions across every key the operator manages, initial versions
-    /// included (the KMS: 50 per region).
+    /// Most asymmetric key versions each namespace's keys may hold, initial versions included
+    /// (the KMS: 50 per user and region; a namespace is keyward's user).
     #[arg(
         long,
         env = "KEYWARD_MAX_ASYMMETRIC_KEY_VERSIONS",
