@@ -36,9 +36,7 @@ pub fn key_metadata(record: &KeyRecord, valid: Option<&ValidKey>) -> KeyMetadata
     let full = record.versions.len() >= crate::store::max_versions(record.key_spec);
     let rotation = rotation.filter(|_| !full);
     let automatic_rotation = match rotation {
-        None if full && valid.is_some_and(|v| v.rotation.is_some()) => {
-            AutomaticRotation::Suspended
-        }
+        None if full && valid.is_some_and(|v| v.rotation.is_some()) => AutomaticRotation::Suspended,
         None => AutomaticRotation::Disabled,
         Some(_) if key_state == KeyState::Enabled => AutomaticRotation::Enabled,
         Some(_) => AutomaticRotation::Suspended,

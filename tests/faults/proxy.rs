@@ -211,6 +211,7 @@ pub fn start_proxied_operator(
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
     command
         .args(["run", "--watch-namespace", &env.namespace])
+        .args(["--store-namespace", &env.store_namespace])
         .args(["--log-level", common::OPERATOR_LOG_LEVEL])
         .args(["--http-addr", "127.0.0.1:0"])
         .args(extra)

@@ -58,11 +58,13 @@ async fn lease_holder(env: &TestEnv) -> Option<String> {
         .filter(|holder| !holder.is_empty())
 }
 
-/// The operator as a user with no RBAC for Keys (nor Secrets, KeyVersions, events), and,
+/// The operator as a user with no RBAC for Keys (nor KeyVersions, events; for Secrets only
+/// what the start-up move of stores needs), and,
 /// when `leader_elect`, with a Role for the Lease only; started and waited for until its
 /// Key watch has been refused (and, when electing, it leads).
 async fn start_forbidden(env: &TestEnv, scratch: &Scratch, leader_elect: bool) -> OwnOperator {
     let user = format!("keyward-test-no-rbac-{}", env.namespace);
+    grant_store_move(env, &user).await;
     if leader_elect {
         grant_lease_only(env, &user).await;
     }
@@ -70,6 +72,7 @@ async fn start_forbidden(env: &TestEnv, scratch: &Scratch, leader_elect: bool) -
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
     command
         .args(["run", "--watch-namespace", &env.namespace])
+        .args(["--store-namespace", &env.store_namespace])
         .args(["--log-level", OPERATOR_LOG_LEVEL])
         .args(["--http-addr", "127.0.0.1:0"])
         // Reading kube-system for the default would be refused too.
@@ -96,25 +99,45 @@ async fn start_forbidden(env: &TestEnv, scratch: &Scratch, leader_elect: bool) -
 
 /// Lets `user` take the leader Lease in the test's namespace, and nothing else.
 async fn grant_lease_only(env: &TestEnv, user: &str) {
+    let lease = PolicyRule {
+        api_groups: Some(vec!["coordination.k8s.io".into()]),
+        resources: Some(vec!["leases".into()]),
+        verbs: ["get", "create", "update"].map(String::from).to_vec(),
+        ..PolicyRule::default()
+    };
+    grant(env, &env.namespace, user, "keyward-lease-only", lease).await;
+}
+
+/// What the start-up move of former stores needs (it runs before any watch): find none in
+/// the watched namespace, and leave the marker that the move is done in the store namespace.
+async fn grant_store_move(env: &TestEnv, user: &str) {
+    let secrets = PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["secrets".into()]),
+        verbs: ["get", "list", "create"].map(String::from).to_vec(),
+        ..PolicyRule::default()
+    };
+    for namespace in [&env.namespace, &env.store_namespace] {
+        grant(env, namespace, user, "keyward-store-move", secrets.clone()).await;
+    }
+}
+
+/// A Role of one rule in `namespace`, bound to `user`.
+async fn grant(env: &TestEnv, namespace: &str, user: &str, name: &str, rule: PolicyRule) {
     let meta = || ObjectMeta {
-        name: Some("keyward-lease-only".into()),
+        name: Some(name.into()),
         ..ObjectMeta::default()
     };
     let role = Role {
         metadata: meta(),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec!["coordination.k8s.io".into()]),
-            resources: Some(vec!["leases".into()]),
-            verbs: ["get", "create", "update"].map(String::from).to_vec(),
-            ..PolicyRule::default()
-        }]),
+        rules: Some(vec![rule]),
     };
     let binding = RoleBinding {
         metadata: meta(),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "Role".into(),
-            name: "keyward-lease-only".into(),
+            name: name.into(),
         },
         subjects: Some(vec![Subject {
             api_group: Some("rbac.authorization.k8s.io".into()),
@@ -123,8 +146,8 @@ async fn grant_lease_only(env: &TestEnv, user: &str) {
             namespace: None,
         }]),
     };
-    let roles: Api<Role> = Api::namespaced(env.client.clone(), &env.namespace);
-    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), &env.namespace);
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), namespace);
     let create = PostParams::default();
     roles.create(&create, &role).await.expect("create Role");
     bindings

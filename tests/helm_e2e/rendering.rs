@@ -372,12 +372,33 @@ fn namespaced_render_with_service_monitor_and_network_policy() {
             "NetworkPolicy",
             "Role",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount",
             "ServiceMonitor",
         ]
+    );
+    // The material stores: Secrets (and their events) in the release namespace, the
+    // operator's store namespace.
+    let stores = find(&objects, "Role", "kw-keyward-stores");
+    assert_eq!(stores["metadata"]["namespace"], "keyward-system");
+    assert_eq!(
+        stores["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"],
+             "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+        ])
+    );
+    assert_binding(
+        find(&objects, "RoleBinding", "kw-keyward-stores"),
+        "Role",
+        "kw-keyward-stores",
+        "kw-keyward",
+        "keyward-system",
     );
     // The operator's rules, as a Role in the watched namespace only.
     let role = find(&objects, "Role", "kw-keyward");

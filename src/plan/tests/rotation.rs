@@ -312,7 +312,10 @@ fn a_key_holding_the_most_versions_rotates_no_more() {
     world.store = Some(store::with_record(&full, &record));
     let converge = world.converge(after_days(8, 0.0));
     let status = converge.status.expect("the status says why");
-    assert_eq!(status.key_metadata.as_ref().unwrap().next_rotation_date, None);
+    assert_eq!(
+        status.key_metadata.as_ref().unwrap().next_rotation_date,
+        None
+    );
     let message = &ready(&status).message;
     assert!(
         message.contains("holds 1000 versions") && message.contains("rotates no more"),
