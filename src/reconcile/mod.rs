@@ -145,12 +145,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         for_stores,
         for_keys: store_changes,
         deleted: stores_deleted,
+        synced: stores_synced,
         watch: store_watch,
     } = StoreWatch::new(&ctx);
     let key_controller =
         key_controller(&ctx, keys.clone(), for_keys, store_changes).reconcile_on(stores_deleted);
     let requests = key_version_controller(&ctx, for_requests);
-    ctx.quota.attach(stores.clone());
+    ctx.quota.attach(stores.clone(), stores_synced);
     let stores = store_controller(&ctx, stores, for_stores, deleted, relisted);
     ctx.telemetry.watch_keys(keys.clone());
     let (key_cache, request_cache) = (keys.clone(), requests.store());

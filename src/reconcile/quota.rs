@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, watch};
 
 use crate::api::{KeySpec, labels};
 
@@ -20,8 +20,11 @@ use crate::api::{KeySpec, labels};
 /// that the cache may not show yet.
 #[derive(Default)]
 pub struct Quota {
-    /// The store cache, once the controllers run.
-    stores: OnceLock<reflector::Store<PartialObjectMeta<Secret>>>,
+    /// The store cache, and whether it is filled, once the controllers run.
+    stores: OnceLock<(
+        reflector::Store<PartialObjectMeta<Secret>>,
+        watch::Receiver<bool>,
+    )>,
     /// Versions of the stores this process wrote, by store name, until the cache shows them
     /// (or a while has passed: the store may be gone since).
     written: Mutex<HashMap<String, (StoreCount, Instant)>>,
@@ -40,9 +43,14 @@ struct StoreCount {
 const WRITE_MEMORY: Duration = Duration::from_secs(60);
 
 impl Quota {
-    /// Counts from `stores`, the cache of the store watch, from now on.
-    pub fn attach(&self, stores: reflector::Store<PartialObjectMeta<Secret>>) {
-        let _ = self.stores.set(stores);
+    /// Counts from `stores`, the cache of the store watch, from now on: once `synced` says
+    /// it holds every store.
+    pub fn attach(
+        &self,
+        stores: reflector::Store<PartialObjectMeta<Secret>>,
+        synced: watch::Receiver<bool>,
+    ) {
+        let _ = self.stores.set((stores, synced));
     }
 
     /// Waits for `namespace`'s turn; the count taken under it stays true until it is dropped,
@@ -61,11 +69,13 @@ impl Quota {
     /// The asymmetric versions held in `namespace`, initial versions included. Waits for the
     /// store cache to fill: an empty cache would count nothing.
     pub async fn asymmetric_versions(&self, namespace: &str) -> usize {
-        let Some(stores) = self.stores.get() else {
+        let Some((stores, synced)) = self.stores.get() else {
             // Not counted is not room.
             return usize::MAX;
         };
-        let _ = stores.wait_until_ready().await;
+        if synced.clone().wait_for(|listed| *listed).await.is_err() {
+            return usize::MAX;
+        }
         let cached = stores.state();
         let mut written = self.written.lock().expect("quota writes");
         let mut counts: HashMap<String, StoreCount> = cached

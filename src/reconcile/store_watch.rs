@@ -8,6 +8,7 @@ use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::watch;
 
 use super::{Context, slim, watch_config};
 use crate::api::{Key, labels};
@@ -25,6 +26,9 @@ pub(super) struct StoreWatch {
     pub(super) for_keys: reflector::ReflectHandle<PartialObjectMeta<Secret>>,
     /// The Key of each store deleted (the subscribers hear only of stores that exist).
     pub(super) deleted: mpsc::UnboundedReceiver<ObjectRef<Key>>,
+    /// True once the cache holds every store. Any number of tasks may wait for it, unlike
+    /// the cache's own `wait_until_ready`, which wakes only the last task that polled it.
+    pub(super) synced: watch::Receiver<bool>,
     /// Drives the watch; the subscribers see nothing until it is polled.
     pub(super) watch: futures::future::BoxFuture<'static, ()>,
 }
@@ -38,6 +42,7 @@ impl StoreWatch {
         let subscribe = || writer.subscribe().expect("a shared store has subscribers");
         let (for_stores, for_keys) = (subscribe(), subscribe());
         let (deletions, deleted) = mpsc::unbounded();
+        let (listed, synced) = watch::channel(false);
         let watch = watcher(stores, watch_config().labels(&scope.stores_selector()))
             .default_backoff()
             .modify(slim)
@@ -49,6 +54,9 @@ impl StoreWatch {
                         if let Some(key) = key_of_store(&store) {
                             let _ = deletions.unbounded_send(key);
                         }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        listed.send_replace(true);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -63,6 +71,7 @@ impl StoreWatch {
             for_stores,
             for_keys,
             deleted,
+            synced,
             watch,
         }
     }
