@@ -93,9 +93,18 @@ async fn forged_secrets_and_a_full_namespace_change_nothing_for_another_tenant()
     // Forged once the operator has moved the stores of the former layout (it leaves a marker),
     // as a tenant would at any time after an upgrade.
     let deadline = std::time::Instant::now() + CONVERGE;
-    while env.stores().get_opt("keyward-layout-moved").await.unwrap().is_none() {
+    while env
+        .stores()
+        .get_opt("keyward-layout-moved")
+        .await
+        .unwrap()
+        .is_none()
+    {
         assert!(operator.running(), "the operator exited");
-        assert!(std::time::Instant::now() < deadline, "the move never completed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the move never completed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // Forgeries: a count that wraps any sum, one past any number, and the victim's store name.

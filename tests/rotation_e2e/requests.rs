@@ -66,7 +66,14 @@ async fn key_version_requests_follow_the_seeds_rules() {
         .await;
     let refused = wait_request(&env, "signer-v3", "RejectedLimitExceeded").await;
     let message = condition_message(&refused);
-    assert!(message.starts_with("Rejected.LimitExceeded: the operator already holds 4 asymmetric key versions, the limit is 4"), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "Rejected.LimitExceeded: namespace {} already holds 4 asymmetric key versions, the \
+             most a namespace may hold (--max-asymmetric-key-versions 4)",
+            env.namespace
+        )),
+        "{message}"
+    );
 }
 
 /// After the interval, a request for `signer` is Created (a new version with `key_id`, served
