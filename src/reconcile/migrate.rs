@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::Context;
@@ -72,31 +73,40 @@ async fn move_all(ctx: &Context) -> Result<(), Error> {
 }
 
 /// Copies one store create-only, then deletes the original as it was read. Each step is
-/// decided on what the destination holds now, so a move interrupted anywhere is finished.
-async fn move_one(
-    ctx: &Context,
-    original: &k8s_openapi::api::core::v1::Secret,
-) -> Result<(), Error> {
+/// decided on what the original and the destination hold now, so a move interrupted anywhere
+/// is finished, and an original changed meanwhile is read again, never left behind. An error
+/// if the original keeps changing: the whole move is tried again.
+async fn move_one(ctx: &Context, original: &Secret) -> Result<(), Error> {
     let store_namespace = &ctx.scope.store_namespace;
     let Some(to) = migration::destination(original, store_namespace) else {
         tracing::warn!(secret = %original.name_any(), namespace = ?original.namespace(),
             "a material store of the former layout names no Key; left where it is");
         return Ok(());
     };
-    // Copy, then (the copy created, or found) delete: two rounds at most, a third if the
-    // copy changed in between.
-    for _ in 0..3 {
+    let mut original = original.clone();
+    // Copy, then delete: two rounds; more only if the original or the copy changed between.
+    for _ in 0..5 {
         let copy = ctx.kube.get_secret(store_namespace, &to.name()).await?;
-        match migration::plan_move(original, to, copy.as_ref()) {
+        match migration::plan_move(&original, to, copy.as_ref()) {
             MoveStep::Copy(copy) => {
                 ctx.kube.create_once(&copy).await?;
             }
             MoveStep::DeleteOriginal => {
-                if ctx.kube.delete_if_unchanged(original).await? {
+                if ctx.kube.delete_if_unchanged(&original).await? {
                     tracing::info!(key = %to.key_name, namespace = %to.key_namespace,
                         store = %to.name(), "moved a material store to the store namespace");
+                    return Ok(());
                 }
-                return Ok(());
+                // Changed (or gone) since it was read: decide again on what it holds now.
+                let namespace = original.namespace().unwrap_or_default();
+                match ctx
+                    .kube
+                    .get_secret(&namespace, &original.name_any())
+                    .await?
+                {
+                    Some(now) => original = now,
+                    None => return Ok(()),
+                }
             }
             MoveStep::Conflict(message) => {
                 tracing::error!(key = %to.key_name, namespace = %to.key_namespace, %message,
@@ -105,5 +115,5 @@ async fn move_one(
             }
         }
     }
-    Ok(())
+    Err(Error::Stale("material store of the former layout"))
 }

@@ -83,7 +83,7 @@ pub fn plan_move(original: &Secret, to: StoreLocation<'_>, copy: Option<&Secret>
         to.name(),
         to.store_namespace,
         if same_key {
-            "this key with other versions"
+            "this key with other contents"
         } else {
             "another key"
         }
