@@ -1,13 +1,18 @@
 //! Custody of key material on a real API server: what a tenant does in its own namespace
-//! (deleting every Secret, or the namespace itself) loses no key, because the material stores
-//! are in keyward's store namespace.
+//! (deleting every Secret, or the namespace itself) loses no key, and the move of the stores of
+//! the former layout (in the tenant's namespace) to keyward's store namespace survives
+//! `kill -9` anywhere.
 //!
 //! The tests by concern: [`namespace`] (the tenant's namespace deleted and re-created within
-//! the pending window), [`secrets`] (every Secret of the tenant's namespace deleted).
+//! the pending window), [`secrets`] (every Secret of the tenant's namespace deleted),
+//! [`migration`] (the former layout moved, the operator killed midway); [`former`] builds an
+//! installation of the former layout, as the former operator wrote it.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod former;
+mod migration;
 mod namespace;
 mod secrets;
 
