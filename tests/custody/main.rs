@@ -1,12 +1,14 @@
 //! Custody of key material on a real API server: what a tenant does in its own namespace
-//! (deleting every Secret, or the namespace itself) loses no key, and the move of the stores of
-//! the former layout (in the tenant's namespace) to keyward's store namespace survives
-//! `kill -9` anywhere.
+//! (deleting every Secret, or the namespace itself) loses no key, the move of the stores of the
+//! former layout (in the tenant's namespace) to keyward's store namespace survives `kill -9`
+//! anywhere, and a namespaced operator needs Secrets only in its namespace and the store
+//! namespace.
 //!
 //! The tests by concern: [`namespace`] (the tenant's namespace deleted and re-created within
 //! the pending window), [`secrets`] (every Secret of the tenant's namespace deleted),
-//! [`migration`] (the former layout moved, the operator killed midway); [`former`] builds an
-//! installation of the former layout, as the former operator wrote it.
+//! [`migration`] (the former layout moved, the operator killed midway), [`rbac`] (the operator
+//! confined by Roles); [`former`] builds an installation of the former layout, as the former
+//! operator wrote it.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +16,7 @@ mod common;
 mod former;
 mod migration;
 mod namespace;
+mod rbac;
 mod secrets;
 
 use std::collections::BTreeMap;
