@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use keyward::api::labels;
+use keyward::kms::schedule::format_kms_time;
 use keyward::store::{DeletionCause, KeyRecord, RECORD_ENTRY};
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use crate::common::operator::logged_field;
@@ -160,28 +162,25 @@ fn assert_copy(env: &TestEnv, key: &FormerKey, copy: &Secret, scheduled: bool) {
     assert_eq!(copy.labels(), &labels, "{name}: the copy's labels");
     let mut annotations = key.store.annotations().clone();
     annotations.insert(labels::KEY_NAMESPACE.into(), env.namespace.clone());
-    let mut data = copy.data.clone().expect("copy data");
+    let data = copy.data.as_ref().expect("copy data");
     if scheduled {
         let record = record_of(copy);
         let deletion = record.deletion.clone().expect("a deletion scheduled");
         assert_eq!(deletion.cause, DeletionCause::KeyDeleted, "{name}");
-        let delete_date = copy.annotations().get(labels::DELETE_DATE).cloned();
-        annotations.insert(labels::DELETE_DATE.into(), delete_date.unwrap_or_default());
+        let delete_date = format_kms_time(deletion.delete_date);
+        annotations.insert(labels::DELETE_DATE.into(), delete_date);
         let unscheduled = KeyRecord {
             deletion: None,
             ..record
         };
         assert_eq!(unscheduled, key.record, "{name}: the record changed");
-        data.remove(RECORD_ENTRY);
-        let mut original = key.data().clone();
-        original.remove(RECORD_ENTRY);
         assert!(
-            data == original,
+            without_record(data) == without_record(key.data()),
             "{name}: the copy's material is not the original's"
         );
     } else {
         assert!(
-            &data == key.data(),
+            data == key.data(),
             "{name}: the copy is not byte for byte the original"
         );
     }
@@ -190,6 +189,13 @@ fn assert_copy(env: &TestEnv, key: &FormerKey, copy: &Secret, scheduled: bool) {
         &annotations,
         "{name}: the copy's annotations"
     );
+}
+
+/// A store's entries but its record: the material.
+fn without_record(data: &BTreeMap<String, ByteString>) -> BTreeMap<String, ByteString> {
+    let mut material = data.clone();
+    material.remove(RECORD_ENTRY);
+    material
 }
 
 /// keyward's stores in the namespace of `api`, by the Key their annotation names; panics if a
@@ -289,4 +295,60 @@ async fn assert_keys_kept(env: &TestEnv, former: &BTreeMap<String, FormerKey>) {
         .filter_map(|e| e.regarding.as_ref().and_then(|r| r.name.clone()))
         .collect();
     assert!(minted.is_empty(), "keys created anew: {minted:?}");
+}
+
+/// An original changed while the move runs (a label or annotation added by the tenant, or by
+/// a policy engine) is moved all the same: the move does not end with material left in the
+/// tenant's namespace.
+#[tokio::test]
+#[ignore = "product bug: an original changed after the move listed it is copied but never \
+            deleted (its delete precondition fails and is skipped); the move reports all moved"]
+async fn a_store_changed_during_the_move_is_moved_all_the_same() {
+    let mut env = TestEnv::new("migration-changed").await;
+    let former = former::build(&env, STORES).await;
+    former::install(&env, &former).await;
+    let operator = env.start_operator(&[]);
+    let log_says = |text: &'static str| {
+        let env = &env;
+        move || async move { env.operator_log(operator).contains(text).then_some(()) }
+    };
+    eventually("the move started", log_says("moving material stores")).await;
+    // The move goes in name order: the last originals are still there, as listed.
+    let patch = serde_json::json!({"metadata": {"annotations": {"example.com/audited": "yes"}}});
+    let mut changed = Vec::new();
+    for name in former.keys().rev().take(20) {
+        let store = former_store_name(name);
+        let params = PatchParams::default();
+        if env
+            .secrets()
+            .patch(&store, &params, &Patch::Merge(&patch))
+            .await
+            .is_ok()
+        {
+            changed.push(name.clone());
+        }
+    }
+    assert!(
+        !changed.is_empty(),
+        "every original was moved before one could be changed"
+    );
+    eventually("the move ended", log_says("moved material stores")).await;
+
+    let layout = Layout::read(&env).await;
+    let left: Vec<&String> = layout.originals.keys().collect();
+    assert!(
+        left.is_empty(),
+        "the move ended with {} of the {} originals changed during it left in the tenant's \
+         namespace: {left:?}",
+        left.len(),
+        changed.len()
+    );
+    for (name, key) in &former {
+        let copy = layout.copies.get(name).expect("a copy");
+        let data = copy.data.as_ref().expect("copy data");
+        assert!(
+            without_record(data) == without_record(key.data()),
+            "{name}: the copy's material is not the original's"
+        );
+    }
 }
