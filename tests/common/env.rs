@@ -193,6 +193,42 @@ pub async fn create_namespace(client: &Client, name: &str) {
         .expect("create test namespace");
 }
 
+/// Deletes a namespace, as `kubectl delete namespace` does, and waits until the namespace
+/// controller has emptied it and it is gone.
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete namespace {name}: {e}"));
+    eventually(&format!("namespace {name} gone"), || async {
+        let gone = namespaces
+            .get_opt(name)
+            .await
+            .expect("get namespace")
+            .is_none();
+        gone.then_some(())
+    })
+    .await
+}
+
+/// Polls `probe` every 100 ms until it yields a value, within [`CONVERGE`]; panics naming
+/// `what` if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not {what} within {CONVERGE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Prints what a test namespace holds, never Secret data, and the operators' logs.
 async fn dump(client: Client, namespace: &str, store_namespace: &str, log_dir: &Path) {
     eprintln!("=== namespace {namespace} at failure");

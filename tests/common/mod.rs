@@ -32,7 +32,7 @@ pub mod operator;
 pub mod scratch;
 
 pub use cluster::{client, install_crds, kubeconfig_path};
-pub use env::{CONVERGE, OPERATOR_LOG_LEVEL, TestEnv};
+pub use env::{CONVERGE, OPERATOR_LOG_LEVEL, TestEnv, eventually};
 pub use manifests::{example_files, key_manifest, key_version_manifest};
 pub use objects::{
     data_digest, entry, entry_names, ready_message, ready_reason, record_of, symmetric_material,
