@@ -68,7 +68,7 @@ pub async fn build(env: &TestEnv, count: usize) -> BTreeMap<String, FormerKey> {
         let (key_spec, key_usage) = specs(i);
         let key_id = uuid::Uuid::new_v4().to_string();
         let version_id = uuid::Uuid::new_v4().to_string();
-        let record = NewKeyRecord {
+        let mut record = NewKeyRecord {
             key_id: &key_id,
             region: "local",
             account_id: &account_id,
@@ -79,8 +79,11 @@ pub async fn build(env: &TestEnv, count: usize) -> BTreeMap<String, FormerKey> {
             protection_level: ProtectionLevel::Software,
             initial_version_id: Some(&version_id),
             pending_window_days: PENDING_WINDOW_DAYS,
+            consumer_secret: &name,
         }
         .build();
+        // The former operator kept no list of consumer Secrets.
+        record.consumer_secrets.clear();
         let material = material::generate(key_spec).expect("material");
         let entries = material_entries(&version_id, &material);
         drop(material);
