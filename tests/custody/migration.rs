@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use keyward::api::labels;
 use keyward::kms::schedule::format_kms_time;
-use keyward::store::{DeletionCause, KeyRecord, RECORD_ENTRY};
+use keyward::store::{DeletionCause, RECORD_ENTRY};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
