@@ -1,10 +1,13 @@
 //! The test cluster itself: where its kubeconfig is (and a copy acting as another user), a
-//! client for it, and the CRDs every test needs installed.
+//! client for it, and the CRDs every test needs installed (and a change of one, as an upgrade
+//! would make).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition,
+};
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
@@ -49,13 +52,15 @@ pub async fn client() -> Client {
     Client::try_from(config).expect("client")
 }
 
+/// The annotation of a served CRD with the digest of the one [`install_crds`] installed.
+const DIGEST: &str = "keyward.dev/test-crd-digest";
+
 /// Installs (or updates) the CRDs and waits until they are served. Create/replace rather than
 /// server-side apply: the 1.20 test server silently drops the CEL rules on create, but its
 /// server-side apply rejects them. A digest annotation tells whether the served CRD is already
 /// this one (the server's defaults make a field comparison useless), and a replace keeps the
 /// annotations others put there (Helm's resource policy among them).
 pub async fn install_crds(client: &Client) {
-    const DIGEST: &str = "keyward.dev/test-crd-digest";
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in keyward::api::crds() {
         let name = crd.name_any();
@@ -98,6 +103,32 @@ pub async fn install_crds(client: &Client) {
             }
         }
     }
+}
+
+/// Changes the spec of the served CRD `name` (one more printer column), as an upgrade of the
+/// CRD would: the API server builds that resource's storage anew, which ends every watch of it
+/// and starts its watch cache afresh, so that no watch of it can resume from a
+/// resourceVersion from before (410 Gone). No other resource's watches notice. It also drops
+/// the digest annotation, so that the next [`install_crds`] (every test's first step) puts the
+/// CRD back as it was.
+pub async fn change_crd(client: &Client, name: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crd = crds.get(name).await.expect("get CRD");
+    crd.annotations_mut().remove(DIGEST);
+    for version in &mut crd.spec.versions {
+        let columns = version
+            .additional_printer_columns
+            .get_or_insert_with(Vec::new);
+        columns.push(CustomResourceColumnDefinition {
+            name: "Changed".into(),
+            type_: "string".into(),
+            json_path: ".metadata.name".into(),
+            ..CustomResourceColumnDefinition::default()
+        });
+    }
+    crds.replace(name, &PostParams::default(), &crd)
+        .await
+        .unwrap_or_else(|e| panic!("changing CRD {name}: {e}"));
 }
 
 fn is_established(crd: &CustomResourceDefinition) -> bool {

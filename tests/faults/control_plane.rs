@@ -1,6 +1,6 @@
 //! The local control plane under test (`hack/local-cluster.sh up DIR`): finding its directory,
-//! refusing to touch any other cluster, stopping and starting its components, and skipping
-//! (when asked to) the tests that cannot run without it.
+//! refusing to touch any other cluster, stopping and starting its components, compacting its
+//! etcd, and skipping (when asked to) the tests that cannot run without it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -121,4 +121,84 @@ impl Drop for Stopped<'_> {
             self.component
         );
     }
+}
+
+/// Compacts the etcd of the local control plane in `dir` at its current revision, physically
+/// (the call returns once the old revisions are gone): no watch can resume from a
+/// resourceVersion before it. Returns that revision.
+pub async fn compact_etcd(dir: &Path) -> u64 {
+    let endpoint = std::fs::read_to_string(dir.join("etcd.endpoint"))
+        .unwrap_or_else(|e| panic!("reading {}/etcd.endpoint: {e}", dir.display()));
+    let endpoint = endpoint.trim();
+    // etcd's gRPC gateway (v3 in etcd 3.4) writes 64-bit integers as JSON strings. Any key
+    // will do: every answer's header carries the store's revision.
+    let range = etcd_call(
+        endpoint,
+        "/v3/kv/range",
+        &serde_json::json!({"key": "AA=="}),
+    )
+    .await;
+    let revision: u64 = range["header"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("etcd at {endpoint} named no revision: {range}"));
+    let compaction = serde_json::json!({"revision": revision.to_string(), "physical": true});
+    etcd_call(endpoint, "/v3/kv/compaction", &compaction).await;
+    revision
+}
+
+/// POSTs `body` to `path` of etcd's JSON gateway at `endpoint` (`http://127.0.0.1:PORT`);
+/// returns the answer, panicking with it unless it is 200 OK.
+async fn etcd_call(endpoint: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = endpoint
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("etcd endpoint {endpoint}: not http://HOST:PORT"));
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to etcd at {addr}: {e}"));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send to etcd");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("receive from etcd");
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let payload = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "etcd {path} {body}: {}\n{payload}",
+        head.lines().next().unwrap_or_default()
+    );
+    serde_json::from_str(&payload).unwrap_or_else(|e| panic!("etcd {path}: {e}: {payload}"))
+}
+
+/// The body of a chunked HTTP/1.1 response (its trailers dropped).
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
 }

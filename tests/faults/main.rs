@@ -1,7 +1,8 @@
 //! Faults on the real control plane: the operator killed with SIGKILL during bulk creation and
 //! during rotation bursts, the API server and etcd restarted mid-run, every connection to the
 //! API server cut (and refused for a while), the leader of two replicas killed mid-burst, and
-//! the operator stopped by SIGTERM or SIGINT in each state (leading, standing by, refused).
+//! the operator stopped by SIGTERM or SIGINT in each state (leading, standing by, refused);
+//! and a Key deleted while the operator's Key watch was away and could not resume.
 //!
 //! After each fault the same things must hold, and a failure prints what was compared:
 //! * every key converges (Ready);
@@ -35,7 +36,8 @@
 //! * [`proxy`]: a TCP proxy between the operator and the API server that cuts connections;
 //! * the tests, by fault: [`kill`] (`kill -9` of the operator), [`restarts`] (the API server
 //!   and etcd), [`connections`] (dropped, refused and half-open connections), [`leader`] (the
-//!   leader of two replicas killed), [`signals`] (SIGTERM and SIGINT: a prompt, clean exit).
+//!   leader of two replicas killed), [`signals`] (SIGTERM and SIGINT: a prompt, clean exit),
+//!   [`relist`] (a Key deleted while the Key watch was away, found missing when it re-lists).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -48,6 +50,7 @@ mod kill;
 mod leader;
 mod proxy;
 mod recovery;
+mod relist;
 mod restarts;
 mod signals;
 mod snapshot;
