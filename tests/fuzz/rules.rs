@@ -148,6 +148,14 @@ fn broken_rules(r: &KeyRequest, settings: &RuleSettings) -> Vec<&'static str> {
     if description.chars().count() > 8192 {
         broken.push("spec.description");
     }
+    // Not a seed rule: the Secret keyward writes must have an object name.
+    if r
+        .secret_name
+        .as_deref()
+        .is_some_and(|name| !keyward::api::is_object_name(name))
+    {
+        broken.push("spec.secretName");
+    }
     fn parse<T: Copy>(given: Option<&str>, default: T, parse: fn(&str) -> Option<T>) -> Option<T> {
         match given {
             None => Some(default),
