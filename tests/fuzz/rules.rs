@@ -149,8 +149,7 @@ fn broken_rules(r: &KeyRequest, settings: &RuleSettings) -> Vec<&'static str> {
         broken.push("spec.description");
     }
     // Not a seed rule: the Secret keyward writes must have an object name.
-    if r
-        .secret_name
+    if r.secret_name
         .as_deref()
         .is_some_and(|name| !keyward::api::is_object_name(name))
     {
