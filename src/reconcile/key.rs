@@ -9,9 +9,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
+use super::quota::Reservation;
 use super::{Context, grown_by_version, mint};
 use crate::api::{Key, KeySpec, Origin, labels};
 use crate::error::Error;
@@ -90,8 +90,9 @@ struct Pass<'a> {
     import_source: Option<Option<Secret>>,
     /// The material read from it, unwrapped once per set of import parameters.
     import: Option<ImportAttempt>,
-    /// The namespace's turn at the limit on asymmetric versions, while creating such a key.
-    quota_turn: Option<OwnedMutexGuard<()>>,
+    /// The place taken in the namespace's share of asymmetric versions, while creating such a
+    /// key.
+    reservation: Option<Reservation>,
 }
 
 /// The outcome of unwrapping spec.keyMaterial with one set of import parameters.
@@ -126,7 +127,7 @@ impl<'a> Pass<'a> {
             store: None,
             import_source: None,
             import: None,
-            quota_turn: None,
+            reservation: None,
         };
         if store_may_exist {
             pass.read_store(ctx).await?;
@@ -205,16 +206,15 @@ impl<'a> Pass<'a> {
         Some(ctx.quota.asymmetric_versions(&self.namespace).await)
     }
 
-    /// Takes the namespace's turn at the limit for an asymmetric key, and whether there is
-    /// still room for it. Minting comes first, outside the turn: keys are minted in parallel,
-    /// and only counting and writing wait for each other.
+    /// Takes a place in the namespace's share for an asymmetric key, if there is still one.
+    /// Minting comes first: keys are minted, and written, in parallel.
     async fn room_for(&mut self, ctx: &Context, new_key: &NewKey) -> bool {
         if new_key.record.key_spec.is_symmetric() {
             return true;
         }
-        self.quota_turn = Some(ctx.quota.turn(&self.namespace).await);
-        let held = ctx.quota.asymmetric_versions(&self.namespace).await;
-        held < ctx.settings.max_asymmetric_versions
+        let max = ctx.settings.max_asymmetric_versions;
+        self.reservation = ctx.quota.reserve(&self.namespace, max).await.ok();
+        self.reservation.is_some()
     }
 
     /// Reads the consumer Secrets of earlier `secretName`s that the record names and this pass
@@ -354,7 +354,8 @@ impl<'a> Pass<'a> {
                 key_id = %new_key.record.key_id, key_spec = %new_key.record.key_spec,
                 "created key");
         }
-        self.quota_turn = None;
+        // Noted by the commit (or not written): the place is the store's now.
+        self.reservation = None;
         Ok(())
     }
 

@@ -38,11 +38,17 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
     let parse = |secret: Option<Secret>| secret.map(|s| Store::parse(s, &namespace, key_name));
     let mut store = parse(store.take());
 
-    // The namespace's turn, from counting to the write that takes the place.
-    let _turn = ctx.quota.turn(&namespace).await;
+    let max = ctx.settings.max_asymmetric_versions;
     for _ in 0..MAX_PLANS {
-        // Counted afresh for every plan, from the stores keyward wrote.
-        let asymmetric_versions = ctx.quota.asymmetric_versions(&namespace).await;
+        // A place taken for every plan, from the stores keyward wrote, held until the version
+        // written is noted (or the plan is not to write).
+        let (_reservation, asymmetric_versions) = match ctx.quota.reserve(&namespace, max).await {
+            Ok(reservation) => {
+                let held = reservation.held;
+                (Some(reservation), held)
+            }
+            Err(held) => (None, held),
+        };
         let observed = ObservedRequest {
             request: &request,
             key: key.as_ref(),

@@ -1,8 +1,8 @@
 //! The limit on asymmetric key versions, per namespace: the seed allows each user 50 per
 //! region, and a namespace is keyward's user (the cluster its region). Counted only from the
 //! stores keyward wrote in its store namespace, so nothing a tenant writes in its own
-//! namespace changes another's count; and taken one request at a time per namespace, so two
-//! requests cannot both take the last place.
+//! namespace changes another's count; and taken by reservation, so two requests cannot both
+//! take the last place while their writes still run in parallel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector;
-use tokio::sync::{OwnedMutexGuard, watch};
+use tokio::sync::watch;
 
 use crate::api::{KeySpec, labels};
 
@@ -28,8 +28,26 @@ pub struct Quota {
     /// Versions of the stores this process wrote, by store name, until the cache shows them
     /// (or a while has passed: the store may be gone since).
     written: Mutex<HashMap<String, (StoreCount, Instant)>>,
-    /// One lock per namespace: held from counting to the write that takes the place.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Places taken but not yet written, by namespace.
+    reserved: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One place taken in a namespace's share, until the write it was taken for is noted with
+/// [`Quota::wrote`] (or given up): then dropped.
+pub struct Reservation {
+    reserved: Arc<Mutex<HashMap<String, usize>>>,
+    namespace: String,
+    /// The versions the namespace held besides this place.
+    pub held: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.reserved.lock().expect("quota reservations");
+        if let Some(taken) = reserved.get_mut(&self.namespace) {
+            *taken = taken.saturating_sub(1);
+        }
+    }
 }
 
 /// What a store counts for: whose it is and how many asymmetric versions it holds.
@@ -53,29 +71,52 @@ impl Quota {
         let _ = self.stores.set((stores, synced));
     }
 
-    /// Waits for `namespace`'s turn; the count taken under it stays true until it is dropped,
-    /// if every write it decides is passed to [`Quota::wrote`] first.
-    pub async fn turn(&self, namespace: &str) -> OwnedMutexGuard<()> {
-        let lock = self
-            .locks
-            .lock()
-            .expect("quota locks")
-            .entry(namespace.to_string())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
+    /// Takes one place in `namespace`'s share of `max`, or says how many it holds (all taken).
+    /// Counting and taking are one step, so no two callers get the last place; the write the
+    /// place is for must be noted with [`Quota::wrote`] before the reservation is dropped.
+    pub async fn reserve(&self, namespace: &str, max: usize) -> Result<Reservation, usize> {
+        if !self.synced().await {
+            return Err(usize::MAX);
+        }
+        let mut reserved = self.reserved.lock().expect("quota reservations");
+        let taken = reserved.entry(namespace.to_string()).or_insert(0);
+        let held = self.count_now(namespace).saturating_add(*taken);
+        if held >= max {
+            return Err(held);
+        }
+        *taken += 1;
+        Ok(Reservation {
+            reserved: self.reserved.clone(),
+            namespace: namespace.to_string(),
+            held,
+        })
     }
 
-    /// The asymmetric versions held in `namespace`, initial versions included. Waits for the
-    /// store cache to fill: an empty cache would count nothing.
+    /// The asymmetric versions held in `namespace`, initial versions included, places taken
+    /// included. Waits for the store cache to fill: an empty cache would count nothing.
     pub async fn asymmetric_versions(&self, namespace: &str) -> usize {
-        let Some((stores, synced)) = self.stores.get() else {
+        if !self.synced().await {
             // Not counted is not room.
             return usize::MAX;
-        };
-        if synced.clone().wait_for(|listed| *listed).await.is_err() {
-            return usize::MAX;
         }
+        let reserved = self.reserved.lock().expect("quota reservations");
+        let taken = reserved.get(namespace).copied().unwrap_or(0);
+        self.count_now(namespace).saturating_add(taken)
+    }
+
+    /// Whether the store cache holds every store (waiting until it does).
+    async fn synced(&self) -> bool {
+        match self.stores.get() {
+            Some((_, synced)) => synced.clone().wait_for(|listed| *listed).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// The versions the stores of `namespace` hold, from the cache and this process's writes.
+    fn count_now(&self, namespace: &str) -> usize {
+        let Some((stores, _)) = self.stores.get() else {
+            return usize::MAX;
+        };
         let cached = stores.state();
         let mut written = self.written.lock().expect("quota writes");
         let mut counts: HashMap<String, StoreCount> = cached
