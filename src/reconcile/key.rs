@@ -197,7 +197,7 @@ impl<'a> Pass<'a> {
     }
 
     /// For a key that may be created with an asymmetric spec: the namespace's asymmetric
-    /// versions (counted again, in the namespace's turn, before the store is written).
+    /// versions (a place is reserved, counting again, before the store is written).
     async fn count_for_creation(&self, ctx: &Context) -> Option<usize> {
         let spec = self.key.spec.key_spec.as_deref().and_then(KeySpec::parse)?;
         if self.store.is_some() || spec.is_symmetric() {
