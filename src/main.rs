@@ -144,6 +144,10 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The most a leader waits, once its controllers have stopped, to hand the Lease over.
 const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The most the process waits, once its controllers have stopped, for its last events to be
+/// posted.
+const EVENT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn interval_arg(text: &str) -> Result<Interval, String> {
     parse_interval(text).map_err(|e| format!("{text:?}: {e}"))
 }
@@ -251,6 +255,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         telemetry.set_leader(true);
         reconcile::run(ctx, shutdown).await;
     }
+    kube.flush_events(EVENT_FLUSH).await;
     tracing::info!("keyward stopped");
     Ok(())
 }

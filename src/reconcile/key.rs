@@ -373,7 +373,7 @@ impl<'a> Pass<'a> {
             return Ok(false);
         };
         if let Some(note) = &note {
-            ctx.kube.record(self.key, note).await;
+            ctx.kube.record(self.key, note);
         }
         ctx.quota.wrote(&written);
         self.observe_store(Some(written));
@@ -396,7 +396,7 @@ impl<'a> Pass<'a> {
         let name = secret.name_any();
         let now = match ctx.kube.delete_if_unchanged(secret).await? {
             true => {
-                ctx.kube.record(self.key, note).await;
+                ctx.kube.record(self.key, note);
                 None
             }
             false => ctx.kube.get_secret(&self.namespace, &name).await?,
@@ -423,9 +423,7 @@ impl<'a> Pass<'a> {
             ctx.quota.destroyed(current.secret());
             tracing::info!(key = %key_name, namespace = %self.namespace,
                 "destroyed the key's material as scheduled");
-            ctx.kube
-                .record(self.key, &event::material_destroyed())
-                .await;
+            ctx.kube.record(self.key, &event::material_destroyed());
         }
         self.read_store(ctx).await
     }
@@ -490,7 +488,7 @@ async fn apply(ctx: &Context, key: &Key, converge: &Converge) -> Result<Action, 
         ctx.written_statuses.remember(key, status, &written);
     }
     for note in &converge.notes {
-        ctx.kube.record(key, note).await;
+        ctx.kube.record(key, note);
     }
     if let Some(present) = converge.finalizer {
         ctx.kube

@@ -91,7 +91,7 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                     ctx.kube.write_status(request.as_ref(), status).await?;
                 }
                 for note in &notes {
-                    ctx.kube.record(request.as_ref(), note).await;
+                    ctx.kube.record(request.as_ref(), note);
                 }
                 return Ok(match recheck_after {
                     Some(delay) => Action::requeue(delay),

@@ -63,7 +63,7 @@ pub async fn reconcile(
                 return Ok(Action::requeue(WITHDRAWAL_RETRY));
             };
             let note = event::deleted_key_scheduled(&key_name, &record);
-            ctx.kube.record(&written, &note).await;
+            ctx.kube.record(&written, &note);
             store = Store::parse(written, &namespace, &key_name).expect("the record just written");
         }
         Some(LifecycleStep::Destroy) => {
@@ -98,7 +98,7 @@ async fn destroy(
         tracing::info!(key = %key_name, %namespace, key_id = %store.record.key_id,
             "destroyed a deleted Key's material after its pending window");
         let note = event::deleted_key_destroyed(key_name, &store.record);
-        ctx.kube.record(store.secret(), &note).await;
+        ctx.kube.record(store.secret(), &note);
     }
     Ok(())
 }

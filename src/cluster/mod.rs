@@ -1,10 +1,9 @@
 //! The only module that talks to the API server: reads Secrets, writes Secrets, status and
 //! events. Every write is create-only or conditional where a lost race could lose material.
 
+mod events;
+
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -20,6 +19,7 @@ use crate::api::Key;
 use crate::api::labels;
 use crate::error::Error;
 use crate::plan::{Note, SecretWrite};
+use events::EventRecorder;
 
 /// The field manager of every write, and the reporting controller of every event.
 pub const MANAGER: &str = "keyward";
@@ -60,14 +60,10 @@ where
     }
 }
 
-/// Largest event note the events.k8s.io/v1 API accepts, in bytes.
-const MAX_NOTE_BYTES: usize = 1024;
-
 #[derive(Clone)]
 pub struct Kube {
     client: Client,
-    /// Which operator process reports events (the pod name in a cluster).
-    instance: String,
+    events: EventRecorder,
     pub own_writes: OwnWrites,
 }
 
@@ -114,8 +110,8 @@ impl Kube {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let instance = instance.unwrap_or_else(|| MANAGER.to_string());
         Kube {
+            events: EventRecorder::new(client.clone(), instance),
             client,
-            instance,
             own_writes: OwnWrites::default(),
         }
     }
@@ -335,42 +331,14 @@ impl Kube {
         Ok(api.get_opt(name).await?)
     }
 
-    /// Records an event on `object`. keyward records events only when something changed, so
-    /// each is created on its own rather than folded into a series: kube's event recorder
-    /// merges events of the same reason and would drop a new message. Events are best effort:
-    /// a failure is logged, not retried.
-    pub async fn record<K: Resource<DynamicType = ()>>(&self, object: &K, note: &Note) {
-        let regarding = object.object_ref(&());
-        let namespace = regarding
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let name = format!(
-            "{}.{}",
-            object.name_any().chars().take(200).collect::<String>(),
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        );
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: Some(namespace.clone()),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(jiff::Timestamp::now())),
-            type_: Some(if note.warning { "Warning" } else { "Normal" }.to_string()),
-            reason: Some(note.reason.to_string()),
-            note: Some(truncate(&note.message, MAX_NOTE_BYTES)),
-            action: Some("Reconcile".to_string()),
-            regarding: Some(regarding),
-            reporting_controller: Some(MANAGER.to_string()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Default::default()
-        };
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(e) = events.create(&PostParams::default(), &event).await {
-            tracing::warn!(object = %object.name_any(), reason = note.reason.as_str(), error = %e,
-                "could not record event");
-        }
+    /// Records an event on `object`, posted in the background (see [`EventRecorder`]).
+    pub fn record<K: Resource<DynamicType = ()>>(&self, object: &K, note: &Note) {
+        self.events.record(object, note);
+    }
+
+    /// Waits, at most `within`, for the events recorded to be posted.
+    pub async fn flush_events(&self, within: std::time::Duration) {
+        self.events.flush(within).await;
     }
 
     /// Fails if `namespace` does not exist. Not knowing (no permission to read namespaces) is
@@ -393,30 +361,5 @@ impl Kube {
         kube_system
             .uid()
             .ok_or(Error::MissingObjectField("metadata.uid"))
-    }
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn notes_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate("short", 1024), "short");
-        let long = "é".repeat(1000);
-        let cut = truncate(&long, 1024);
-        assert!(cut.len() <= 1024 && cut.ends_with('…'));
     }
 }
