@@ -95,6 +95,24 @@ impl TestEnv {
         }
     }
 
+    /// Proof that the operator reconciled Key `name` after everything the test did so far: a
+    /// new description (a new generation, which needs a reconcile of its own) and its Ready
+    /// condition written for that generation. What a test checks next was seen by that pass.
+    pub async fn reconciled_again(&self, name: &str) -> Key {
+        let marker = format!("reconciled again at {}", jiff::Timestamp::now());
+        let patch = serde_json::json!({"spec": {"description": marker}});
+        let key = self
+            .keys()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch the Key's description");
+        let generation = key.metadata.generation;
+        self.wait_key(name, "reconciled at its new generation", |k| {
+            k.metadata.generation == generation && ready_reason(k).is_some()
+        })
+        .await
+    }
+
     /// Waits for Ready=True at the Key's current generation.
     pub async fn wait_ready(&self, name: &str) -> Key {
         self.wait_key(name, "Ready", |k| {

@@ -41,7 +41,7 @@ async fn a_foreign_secret_with_the_consumer_name_is_never_touched() {
         ready_message(&key)
     );
     env.wait_event("clash", "SecretNameConflict").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.reconciled_again("clash").await;
     let after = env.secret("taken").await.unwrap();
     assert_eq!(
         after.resource_version(),
@@ -104,7 +104,7 @@ async fn a_deleted_or_edited_consumer_secret_is_rebuilt_with_the_same_bytes() {
         .patch("rebuilt", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.reconciled_again("rebuilt").await;
     let secret = env.secret("rebuilt").await.unwrap();
     assert_eq!(
         secret.labels().get("team").map(String::as_str),
@@ -164,7 +164,11 @@ async fn a_lost_material_store_is_reported_and_never_replaced() {
         "the key is still reported"
     );
     env.wait_event("orphan", "MaterialStoreMissing").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let key = env.reconciled_again("orphan").await;
+    assert_eq!(
+        common::ready_reason(&key).as_deref(),
+        Some("MaterialStoreMissing")
+    );
     assert!(
         env.store("orphan").await.is_none(),
         "replacement material was minted"
@@ -196,7 +200,11 @@ async fn deleting_a_key_keeps_its_material_and_reapplying_restores_it() {
     let consumer = data_digest(&env.secret("kept").await.unwrap());
 
     delete_key(&env, "kept").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The operator saw the deletion: it scheduled the material's destruction in the store.
+    common::eventually("the deletion scheduled in the store", || async {
+        env.record("kept").await.and_then(|r| r.deletion)
+    })
+    .await;
     // The material is kept (the lifecycle issue adds the pending window it now waits in).
     let kept = env.store("kept").await.expect("store kept");
     assert_eq!(
