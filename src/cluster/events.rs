@@ -19,8 +19,9 @@ use crate::plan::Note;
 /// Largest event note the events.k8s.io/v1 API accepts, in bytes.
 const MAX_NOTE_BYTES: usize = 1024;
 
-/// Events handed over and not yet posted, at most: a burst of a few thousand new keys fits.
-const MAX_BACKLOG: usize = 4096;
+/// Events handed over and not yet posted, at most (client-go queues 1,000): a burst of 1,000
+/// new keys or rotations fits, and a queue that is full costs about a megabyte.
+const MAX_BACKLOG: usize = 1024;
 
 enum Job {
     Post(Box<Event>),
