@@ -6,6 +6,8 @@
 //! (observed state + now -> what to do, pure) -> [`cluster`] (the only module that calls the
 //! API server) -> [`reconcile`] (the controllers that join them) -> [`runtime`] (leader
 //! election, metrics, health) -> `main`. [`error`] holds the failures that are retried.
+//! [`service`] is the KMS HTTP API (requests and their signatures), kept apart from the
+//! controllers.
 
 pub mod api;
 pub mod cluster;
@@ -14,4 +16,5 @@ pub mod kms;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;
+pub mod service;
 pub mod store;
