@@ -33,6 +33,19 @@ pub const DELETE_DATE: &str = "keyward.dev/delete-date";
 /// Annotation on the consumer Secret: the key's state (its material is there only if Enabled).
 pub const KEY_STATE: &str = "keyward.dev/key-state";
 
+/// Role of keyward's copy of an AccessKey pair (in the store namespace), and of the Secret the
+/// pair is issued into (in the AccessKey's namespace).
+pub const ROLE_CREDENTIAL: &str = "access-key";
+pub const ROLE_ACCESS_KEY_PAIR: &str = "access-key-pair";
+/// Label on a credential (looked up by it) and annotation on an issued pair: the AccessKeyId.
+pub const ACCESS_KEY_ID: &str = "keyward.dev/access-key-id";
+/// Annotation: the AccessKey's name (label: its name or a hash, as for [`KEY`]).
+pub const ACCESS_KEY: &str = "keyward.dev/access-key";
+/// Annotation on a credential: the uid of the AccessKey it was issued for.
+pub const ACCESS_KEY_UID: &str = "keyward.dev/access-key-uid";
+/// Annotation on a credential: the ServiceAccount requests signed with it act as.
+pub const SERVICE_ACCOUNT: &str = "keyward.dev/service-account";
+
 /// The finalizer that holds a protected Key's deletion.
 pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection";
 
@@ -40,6 +53,10 @@ pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection
 pub const CONSUMER_SECRET_TYPE: &str = "keyward.dev/key";
 /// Secret type of the material store, the record every consumer Secret is rebuilt from.
 pub const MATERIAL_SECRET_TYPE: &str = "keyward.dev/key-material";
+/// Secret type of keyward's copy of an AccessKey pair.
+pub const CREDENTIAL_SECRET_TYPE: &str = "keyward.dev/access-key-credential";
+/// Secret type of the Secret an AccessKey pair is issued into.
+pub const ACCESS_KEY_PAIR_SECRET_TYPE: &str = "keyward.dev/access-key";
 /// Secret type of the marker that says the stores of the former layout were moved.
 pub const LAYOUT_MARKER_SECRET_TYPE: &str = "keyward.dev/layout-marker";
 

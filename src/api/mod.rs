@@ -1,10 +1,12 @@
 //! The resources users write, and the KMS value sets they use.
 
+pub mod access_key;
 pub mod key;
 pub mod key_version;
 pub mod kms;
 pub mod labels;
 
+pub use access_key::AccessKey;
 pub use key::{ImportParameters, Key, KeyMetadata, KeyRequest, KeyStatus};
 pub use key_version::KeyVersion;
 pub use kms::{AutomaticRotation, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
@@ -32,7 +34,7 @@ pub fn is_object_name(name: &str) -> bool {
 
 /// The CustomResourceDefinitions of every keyward resource.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Key::crd(), KeyVersion::crd()]
+    vec![Key::crd(), KeyVersion::crd(), AccessKey::crd()]
 }
 
 /// One CRD as the YAML document kept in `crds/<name>.yaml`.

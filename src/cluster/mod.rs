@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::api::Key;
 use crate::api::labels;
+use crate::api::{AccessKey, Key};
 use crate::error::Error;
 use crate::plan::{Note, SecretWrite};
 use events::EventRecorder;
@@ -323,6 +323,16 @@ impl Kube {
         Ok(api
             .patch_status(&object.name_any(), &params, &Patch::Json::<()>(patch))
             .await?)
+    }
+
+    /// A live read of an AccessKey.
+    pub async fn get_access_key(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<AccessKey>, Error> {
+        let api: Api<AccessKey> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?)
     }
 
     /// A live read of a Key.

@@ -26,6 +26,7 @@ use crate::store::{KeyRecord, Store, VersionRecord};
 use key::{plan_with_store, plan_without_store, previous_metadata};
 use status::{Outcome, converge_status};
 
+pub mod access_key;
 pub mod consumer;
 pub mod event;
 pub mod import;

@@ -1,5 +1,6 @@
 //! The controllers: which objects trigger which reconciler, and how failures are retried.
 
+mod access_key;
 mod key;
 mod key_version;
 mod key_watch;
@@ -23,7 +24,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::labels;
-use crate::api::{Key, KeySpec, KeyVersion};
+use crate::api::{AccessKey, Key, KeySpec, KeyVersion};
 use crate::cluster::Kube;
 use crate::error::Error;
 use crate::kms::material::{self, Material};
@@ -153,6 +154,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let requests = key_version_controller(&ctx, for_requests);
     ctx.quota.attach(stores.clone(), stores_synced);
     let stores = store_controller(&ctx, stores, for_stores, deleted, relisted);
+    let access_keys = access_key_controller(&ctx);
+    let credentials = credential_controller(&ctx);
+    let (cached_access_keys, cached_credentials) = (access_keys.store(), credentials.store());
     ctx.telemetry.watch_keys(keys.clone());
     let (key_cache, request_cache) = (keys.clone(), requests.store());
     // To end at once on shutdown a controller whose cache never filled.
@@ -197,11 +201,37 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         )
         .take_until(unsynced_at(shutdown.requested(), cached_stores))
         .for_each(log_outcome);
+    let access_keys = access_keys
+        .graceful_shutdown_on(shutdown.requested())
+        .run(
+            |access_key, ctx| retried("accesskey", access_key, ctx, access_key::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .take_until(unsynced_at(
+            shutdown.requested(),
+            cached_access_keys.clone(),
+        ))
+        .for_each(log_outcome);
+    let credentials = credentials
+        .graceful_shutdown_on(shutdown.requested())
+        .run(
+            move |credential, ctx| {
+                let access_keys = cached_access_keys.clone();
+                retried("credential", credential, ctx, |credential, ctx| {
+                    access_key::revoke_orphan(credential, ctx, access_keys)
+                })
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .take_until(unsynced_at(shutdown.requested(), cached_credentials))
+        .for_each(log_outcome);
     // The watches feed the controllers and run until they have all stopped. Readiness only
     // reports: with the watches refused the caches never fill, and it must not hold the run
     // open after the controllers have stopped.
     let controllers = async {
-        futures::join!(key_controller, requests, stores);
+        futures::join!(key_controller, requests, stores, access_keys, credentials);
     };
     tokio::select! {
         () = controllers => {}
@@ -282,6 +312,75 @@ fn key_version_controller(
         // One request at a time: the limit on asymmetric versions is checked and taken in one
         // step, so two requests cannot both take the last place.
         .with_config(controller::Config::default().concurrency(1))
+}
+
+/// AccessKeys, woken also by changes to the Secrets their pairs are issued into and to
+/// keyward's copies of the pairs.
+fn access_key_controller(ctx: &Context) -> Controller<AccessKey> {
+    let client = ctx.kube.client().clone();
+    let pairs: Api<PartialObjectMeta<Secret>> = ctx.scope.api(client.clone());
+    let pair_selector = role_selector(labels::ROLE_ACCESS_KEY_PAIR);
+    let credentials: Api<PartialObjectMeta<Secret>> =
+        crate::cluster::api(client.clone(), Some(&ctx.scope.store_namespace));
+    Controller::new(ctx.scope.api::<AccessKey>(client), watch_config())
+        .watches_stream(
+            watcher(pairs, watch_config().labels(&pair_selector)).touched_objects(),
+            access_key::access_key_of_pair,
+        )
+        .watches_stream(
+            watcher(
+                credentials,
+                watch_config().labels(&credential_selector(ctx)),
+            )
+            .touched_objects(),
+            |credential| access_key::access_key_of(&credential),
+        )
+        .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
+}
+
+/// keyward's copies of AccessKey pairs, to revoke those whose AccessKey is gone: each when
+/// it changes (and all at start-up) and when its AccessKey is deleted.
+fn credential_controller(ctx: &Context) -> Controller<PartialObjectMeta<Secret>> {
+    let client = ctx.kube.client().clone();
+    let credentials: Api<PartialObjectMeta<Secret>> =
+        crate::cluster::api(client.clone(), Some(&ctx.scope.store_namespace));
+    let (cache, writer) = reflector::store();
+    let changes = watcher(
+        credentials,
+        watch_config().labels(&credential_selector(ctx)),
+    )
+    .default_backoff()
+    .modify(slim)
+    .reflect(writer)
+    .applied_objects();
+    let store_namespace = ctx.scope.store_namespace.clone();
+    Controller::for_stream(changes, cache)
+        .watches(
+            ctx.scope.api::<AccessKey>(client),
+            watch_config(),
+            move |access_key| {
+                let name = crate::store::credential::credential_name(
+                    &access_key.namespace()?,
+                    &access_key.name_any(),
+                );
+                Some(ObjectRef::new(&name).within(&store_namespace))
+            },
+        )
+        .with_config(controller::Config::default().concurrency(ctx.scope.concurrency))
+}
+
+/// keyward's Secrets of one role.
+fn role_selector(role: &str) -> String {
+    format!("{},{}={role}", labels::managed_selector(), labels::ROLE)
+}
+
+/// The credentials of the AccessKeys in scope (in namespaced mode, of its namespace only).
+fn credential_selector(ctx: &Context) -> String {
+    let mut selector = role_selector(labels::ROLE_CREDENTIAL);
+    if let Some(namespace) = &ctx.scope.namespace {
+        selector.push_str(&format!(",{}={namespace}", labels::KEY_NAMESPACE));
+    }
+    selector
 }
 
 /// Material stores, to catch those whose Key object was deleted: every store when it

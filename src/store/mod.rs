@@ -22,6 +22,7 @@ use crate::kms::material::{Material, SecretBytes};
 use crate::kms::schedule::format_kms_time;
 
 mod consumer;
+pub mod credential;
 pub mod migration;
 mod record;
 
@@ -62,15 +63,21 @@ fn version_entries(key_spec: KeySpec, version_id: &str) -> Vec<String> {
 /// limit of Secret names however long the names are. The suffix sets stores apart from the
 /// stores of the former layout (`<key>.keyward-material`, in the Key's namespace).
 pub fn store_name(namespace: &str, key_name: &str) -> String {
-    const SUFFIX: &str = ".keyward-store";
-    let name = format!("{namespace}.{key_name}");
-    if name.len() + SUFFIX.len() <= 253 {
-        format!("{name}{SUFFIX}")
+    name_in_store_namespace(namespace, key_name, ".keyward-store")
+}
+
+/// `<namespace>.<name><suffix>`: the name in the store namespace of what keyward keeps for
+/// object `name` of `namespace`, distinct for every object of every namespace (namespace names
+/// hold no dot), shortened to a prefix and a hash of both names past 253 characters.
+fn name_in_store_namespace(namespace: &str, name: &str, suffix: &str) -> String {
+    let full = format!("{namespace}.{name}");
+    if full.len() + suffix.len() <= 253 {
+        format!("{full}{suffix}")
     } else {
         format!(
-            "{}.{}{SUFFIX}",
-            prefix_chars(&name, 200).trim_end_matches(['-', '.']),
-            short_hash(&format!("{namespace}/{key_name}"))
+            "{}.{}{suffix}",
+            prefix_chars(&full, 200).trim_end_matches(['-', '.']),
+            short_hash(&format!("{namespace}/{name}"))
         )
     }
 }

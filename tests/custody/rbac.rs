@@ -106,13 +106,13 @@ async fn grant_namespaced_roles(env: &TestEnv) -> String {
     let operator_rules = vec![
         rule(
             "keyward.dev",
-            &["keys", "keyversions"],
+            &["keys", "keyversions", "accesskeys"],
             &["get", "list", "watch"],
         ),
         rule("keyward.dev", &["keys"], &["patch"]),
         rule(
             "keyward.dev",
-            &["keys/status", "keyversions/status"],
+            &["keys/status", "keyversions/status", "accesskeys/status"],
             &["patch"],
         ),
         secrets.clone(),

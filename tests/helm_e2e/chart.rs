@@ -82,14 +82,14 @@ pub fn find<'a>(objects: &'a [Rendered], kind: &str, name: &str) -> &'a Value {
     }
 }
 
-/// The rules the operator needs on Keys, KeyVersions, Secrets and Events: exactly the calls
+/// The rules the operator needs on Keys, KeyVersions, AccessKeys, Secrets and Events: exactly the calls
 /// it makes, whether granted by a ClusterRole or a Role.
 pub fn operator_rules() -> Value {
     json!([
-        {"apiGroups": ["keyward.dev"], "resources": ["keys", "keyversions"],
+        {"apiGroups": ["keyward.dev"], "resources": ["keys", "keyversions", "accesskeys"],
          "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["keyward.dev"], "resources": ["keys"], "verbs": ["patch"]},
-        {"apiGroups": ["keyward.dev"], "resources": ["keys/status", "keyversions/status"],
+        {"apiGroups": ["keyward.dev"], "resources": ["keys/status", "keyversions/status", "accesskeys/status"],
          "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["secrets"],
          "verbs": ["get", "list", "watch", "create", "update", "delete"]},

@@ -50,7 +50,11 @@ async fn helm_install_upgrade_uninstall_cluster_wide_and_the_chart_rbac_reconcil
     let released_crds = crds_in_release(&release);
     assert_eq!(
         released_crds,
-        ["keys.keyward.dev", "keyversions.keyward.dev"]
+        [
+            "accesskeys.keyward.dev",
+            "keys.keyward.dev",
+            "keyversions.keyward.dev"
+        ]
     );
 
     // Upgrade: a changed value reaches the Deployment.
@@ -168,8 +172,10 @@ async fn assert_cluster_wide_permissions(as_sa: &Client, ns: &str) {
     for (verbs, resource) in [
         (&["get", "list", "watch", "patch"][..], "keyward.dev/keys"),
         (&["get", "list", "watch"][..], "keyward.dev/keyversions"),
+        (&["get", "list", "watch"][..], "keyward.dev/accesskeys"),
         (&["patch"][..], "keyward.dev/keys/status"),
         (&["patch"][..], "keyward.dev/keyversions/status"),
+        (&["patch"][..], "keyward.dev/accesskeys/status"),
         (
             &["get", "list", "watch", "create", "update", "delete"][..],
             "/secrets",

@@ -61,13 +61,13 @@ Role's in namespaced mode. Exactly the calls the operator makes, nothing more.
 */}}
 {{- define "keyward.operatorRules" -}}
 - apiGroups: ["keyward.dev"]
-  resources: ["keys", "keyversions"]
+  resources: ["keys", "keyversions", "accesskeys"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["keyward.dev"]
   resources: ["keys"]
   verbs: ["patch"]
 - apiGroups: ["keyward.dev"]
-  resources: ["keys/status", "keyversions/status"]
+  resources: ["keys/status", "keyversions/status", "accesskeys/status"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
