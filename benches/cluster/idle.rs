@@ -7,6 +7,12 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
+
+use k8s_openapi::api::events::v1::Event;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
 use crate::harness::{self, Cluster, Mix, OPERATOR_USER, ReadyWatch};
 
 /// The longest a rotating key waits before its schedule is looked at again (see main.rs).
@@ -32,6 +38,9 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
     operator
         .settle(settings.keys as u64, Duration::from_secs(3))
         .await;
+    // Events are posted after the writes they record, in order: the window starts once the
+    // last new key's KeyCreated is posted, or that backlog would count as idle writes.
+    wait_for_events(&cluster.client, &namespace, "KeyCreated", settings.keys).await;
 
     let audit = cluster.audit();
     let before = operator.key_reconciles().await;
@@ -60,4 +69,29 @@ pub async fn run(cluster: &Cluster, settings: &Settings) -> Vec<String> {
         "{reconciles} reconciles in an idle window allowing {bound}"
     );
     vec![line]
+}
+
+/// Waits until `namespace` holds `count` events with `reason`; panics after two minutes.
+async fn wait_for_events(client: &Client, namespace: &str, reason: &str, count: usize) {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
+        let seen = listed
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .count();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{seen} of {count} {reason} events posted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

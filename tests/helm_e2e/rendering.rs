@@ -142,6 +142,7 @@ fn default_render_is_cluster_wide_with_exact_rbac_restricted_pods_and_kept_crds(
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "NetworkPolicy",
             "Role",
