@@ -33,7 +33,9 @@
 //! (32 bytes), the convention of RFC 8017's recommendation, AWS KMS and JCA's
 //! `PSSParameterSpec("SHA-256", "MGF1", SHA256, 32, 1)`, and OpenSSL's `rsa_pss_saltlen:digest`
 //! (`-1`). Verification requires that salt length too. OpenSSL 3's `dgst -verify` with
-//! `rsa_padding_mode:pss` and no salt option (`auto`) verifies keyward's signatures.
+//! `rsa_padding_mode:pss` and no salt option (`auto`) verifies keyward's signatures; but
+//! OpenSSL 3.0's `dgst -sign` with PSS defaults to the *maximal* salt (222 bytes for RSA-2048
+//! with SHA-256), which AsymmetricVerify refuses: sign with `-sigopt rsa_pss_saltlen:32`.
 //!
 //! **ECDSA low-S.** Signatures are made with RFC 6979 deterministic nonces. `k256` makes low-S
 //! signatures and refuses high-S ones when verifying; ECDSA itself accepts both `s` and `n - s`
@@ -375,7 +377,11 @@ impl PrivateKey {
 impl PublicKey {
     /// Parses the stored public key (SPKI PEM, "-----BEGIN PUBLIC KEY-----") of a key version
     /// of `spec` and `usage`. Material that is not a `spec` key is `MaterialStoreInvalid`.
-    pub fn from_spki_pem(spec: KeySpec, usage: KeyUsage, pem: &str) -> Result<PublicKey, Rejection> {
+    pub fn from_spki_pem(
+        spec: KeySpec,
+        usage: KeyUsage,
+        pem: &str,
+    ) -> Result<PublicKey, Rejection> {
         check_key(spec, usage)?;
         let bad = || unreadable(spec, "SPKI");
         let inner = match spec {
@@ -523,20 +529,16 @@ pub fn verify(
     )?;
     check_digest(alg, digest)?;
     let valid = match (&key.inner, alg) {
-        (Public::Rsa(key), Algorithm::RsaPssSha256) => key
-            .verify(Pss::<Sha256>::new(), digest, signature)
-            .is_ok(),
+        (Public::Rsa(key), Algorithm::RsaPssSha256) => {
+            key.verify(Pss::<Sha256>::new(), digest, signature).is_ok()
+        }
         (Public::Rsa(key), Algorithm::RsaPkcs1Sha256) => key
             .verify(Pkcs1v15Sign::new::<Sha256>(), digest, signature)
             .is_ok(),
-        (Public::P256(key), Algorithm::EcdsaSha256) => {
-            p256::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|s| key.verify_prehash(digest, &s.normalize_s()).is_ok())
-        }
-        (Public::K256(key), Algorithm::EcdsaSha256) => {
-            k256::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|s| key.verify_prehash(digest, &s.normalize_s()).is_ok())
-        }
+        (Public::P256(key), Algorithm::EcdsaSha256) => p256::ecdsa::Signature::from_der(signature)
+            .is_ok_and(|s| key.verify_prehash(digest, &s.normalize_s()).is_ok()),
+        (Public::K256(key), Algorithm::EcdsaSha256) => k256::ecdsa::Signature::from_der(signature)
+            .is_ok_and(|s| key.verify_prehash(digest, &s.normalize_s()).is_ok()),
         (Public::Sm2 { verifying, .. }, Algorithm::Sm2Dsa) => {
             sm2::dsa::Signature::from_der(signature)
                 .is_ok_and(|s| verifying.verify_prehash(digest, &s).is_ok())

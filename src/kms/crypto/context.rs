@@ -53,9 +53,7 @@ impl EncryptionContext {
         if chars > MAX_CHARS {
             return Err(Rejection::new(
                 Code::InvalidParameter,
-                format!(
-                    "{parameter} is {chars} characters long; at most {MAX_CHARS} are allowed"
-                ),
+                format!("{parameter} is {chars} characters long; at most {MAX_CHARS} are allowed"),
             ));
         }
         serde_json::from_str::<StringMap>(text)
@@ -115,7 +113,10 @@ impl EncryptionContext {
     /// the original text do not matter: `{"a":"1","b":"2"}`, `{ "b": "2", "a": "\u0031" }` give
     /// the same bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let size = 4 + self.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>();
+        let size = 4 + self
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum::<usize>();
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(&length_u32(self.0.len()).to_be_bytes());
         for (key, value) in self.iter() {
@@ -294,7 +295,9 @@ mod tests {
     fn the_parameter_name_appears_in_the_message() {
         let rejection = EncryptionContext::parse("SourceEncryptionContext", "[]").unwrap_err();
         assert!(
-            rejection.detail.starts_with("SourceEncryptionContext must be"),
+            rejection
+                .detail
+                .starts_with("SourceEncryptionContext must be"),
             "{rejection}"
         );
     }

@@ -381,12 +381,12 @@ mod tests {
     fn blob_of_version_a_decrypts_with_version_a_after_rotation_to_b() {
         for spec in SPECS {
             let version_a = key(spec);
-            let blob_a = encrypt(spec, &version_a, KEY_ID, VERSION_A, b"before", &context())
-                .unwrap();
+            let blob_a =
+                encrypt(spec, &version_a, KEY_ID, VERSION_A, b"before", &context()).unwrap();
             // Rotation: version B is now the primary version and encrypts new data.
             let version_b = key(spec);
-            let blob_b = encrypt(spec, &version_b, KEY_ID, VERSION_B, b"after", &context())
-                .unwrap();
+            let blob_b =
+                encrypt(spec, &version_b, KEY_ID, VERSION_B, b"after", &context()).unwrap();
             let versions = [(VERSION_A, &version_a), (VERSION_B, &version_b)];
             let load = |blob: &[u8]| {
                 let header = peek(blob).unwrap();
@@ -428,8 +428,15 @@ mod tests {
                     .unwrap();
             assert!(decrypt(spec, &key, &blob, &respelled).is_ok());
             // And a blob made without context needs none.
-            let bare = encrypt(spec, &key, KEY_ID, VERSION_A, b"d", &EncryptionContext::empty())
-                .unwrap();
+            let bare = encrypt(
+                spec,
+                &key,
+                KEY_ID,
+                VERSION_A,
+                b"d",
+                &EncryptionContext::empty(),
+            )
+            .unwrap();
             assert!(decrypt(spec, &key, &bare, &EncryptionContext::empty()).is_ok());
             assert_cannot_decrypt(decrypt(spec, &key, &bare, &context()), "added context");
         }
@@ -469,8 +476,15 @@ mod tests {
     fn every_flipped_bit_of_header_iv_ciphertext_and_tag_is_refused() {
         for spec in SPECS {
             let key = key(spec);
-            let blob = encrypt(spec, &key, KEY_ID, VERSION_A, b"sixteen bytes!!!", &context())
-                .unwrap();
+            let blob = encrypt(
+                spec,
+                &key,
+                KEY_ID,
+                VERSION_A,
+                b"sixteen bytes!!!",
+                &context(),
+            )
+            .unwrap();
             for at in 0..blob.len() {
                 for bit in [0x01, 0x80] {
                     let mut tampered = blob.clone();
@@ -593,8 +607,11 @@ mod tests {
     #[test]
     fn ids_that_do_not_fit_the_format_are_refused() {
         let key = key(KeySpec::AliyunAes256);
-        for (key_id, version) in [("", VERSION_A), (KEY_ID, ""), (&*"k".repeat(256), VERSION_A)]
-        {
+        for (key_id, version) in [
+            ("", VERSION_A),
+            (KEY_ID, ""),
+            (&*"k".repeat(256), VERSION_A),
+        ] {
             let rejection = encrypt(
                 KeySpec::AliyunAes256,
                 &key,
@@ -615,10 +632,22 @@ mod tests {
     fn refusals_and_debug_show_no_key_or_plaintext_bytes() {
         let key = key(KeySpec::AliyunAes256);
         let secret = b"the secret plaintext";
-        let blob = encrypt(KeySpec::AliyunAes256, &key, KEY_ID, VERSION_A, secret, &context())
-            .unwrap();
+        let blob = encrypt(
+            KeySpec::AliyunAes256,
+            &key,
+            KEY_ID,
+            VERSION_A,
+            secret,
+            &context(),
+        )
+        .unwrap();
         let opened = decrypt(KeySpec::AliyunAes256, &key, &blob, &context()).unwrap();
-        let other = decrypt(KeySpec::AliyunAes256, &key, &blob, &EncryptionContext::empty());
+        let other = decrypt(
+            KeySpec::AliyunAes256,
+            &key,
+            &blob,
+            &EncryptionContext::empty(),
+        );
         let text = format!("{opened:?} {other:?} {key:?}");
         assert!(!text.contains("secret plaintext"), "{text}");
         assert!(!text.contains(&format!("{:?}", key.expose())), "{text}");

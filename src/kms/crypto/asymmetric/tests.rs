@@ -73,17 +73,30 @@ fn algorithm_names_are_the_kms_spellings() {
         assert_eq!(Algorithm::parse(alg.as_str()).unwrap(), alg);
         assert_eq!(alg.to_string(), alg.as_str());
     }
-    for bad in ["rsa_pss_sha_256", "RSA_PSS_SHA256", "ECDSA_SHA_384", "", "SM2"] {
+    for bad in [
+        "rsa_pss_sha_256",
+        "RSA_PSS_SHA256",
+        "ECDSA_SHA_384",
+        "",
+        "SM2",
+    ] {
         let rejection = Algorithm::parse(bad).unwrap_err();
         assert_eq!(rejection.code, Code::InvalidParameter, "{bad}");
-        assert!(rejection.detail.contains("RSA_PSS_SHA_256, "), "{rejection}");
+        assert!(
+            rejection.detail.contains("RSA_PSS_SHA_256, "),
+            "{rejection}"
+        );
     }
 }
 
 #[test]
 fn algorithms_allowed_per_key_spec_and_usage_match_the_kms_table() {
     let table = [
-        (Rsa2048, EncryptDecrypt, vec![RsaesOaepSha256, RsaesOaepSha1]),
+        (
+            Rsa2048,
+            EncryptDecrypt,
+            vec![RsaesOaepSha256, RsaesOaepSha1],
+        ),
         (Rsa2048, SignVerify, vec![RsaPssSha256, RsaPkcs1Sha256]),
         (EcP256, SignVerify, vec![EcdsaSha256]),
         (EcP256K, SignVerify, vec![EcdsaSha256]),
@@ -149,15 +162,24 @@ fn verify_is_false_for_another_digest_a_changed_signature_or_another_key() {
         let signature = sign(&private, alg, &digest).unwrap();
 
         let other_digest = self::digest(alg, &public, b"another message");
-        assert!(!verify(&public, alg, &other_digest, &signature).unwrap(), "{alg}");
+        assert!(
+            !verify(&public, alg, &other_digest, &signature).unwrap(),
+            "{alg}"
+        );
 
         for at in [0, signature.len() / 2, signature.len() - 1] {
             let mut changed = signature.clone();
             changed[at] ^= 0x01;
-            assert!(!verify(&public, alg, &digest, &changed).unwrap(), "{alg} {at}");
+            assert!(
+                !verify(&public, alg, &digest, &changed).unwrap(),
+                "{alg} {at}"
+            );
         }
         assert!(!verify(&public, alg, &digest, &[]).unwrap(), "{alg} empty");
-        assert!(!verify(&public, alg, &digest, &[0x30; 300]).unwrap(), "{alg}");
+        assert!(
+            !verify(&public, alg, &digest, &[0x30; 300]).unwrap(),
+            "{alg}"
+        );
 
         let (_, other_public) = keys(spec, SignVerify);
         let other_key_digest = self::digest(alg, &other_public, MESSAGE);
@@ -244,7 +266,11 @@ fn encrypt_and_decrypt_round_trip_at_the_plaintext_limits() {
             let opened = decrypt(&private, alg, &ciphertext).unwrap();
             assert_eq!(opened.expose(), plaintext, "{alg} {len}");
             // Randomised: the same plaintext encrypts differently each time.
-            assert_ne!(ciphertext, encrypt(&public, alg, &plaintext).unwrap(), "{alg}");
+            assert_ne!(
+                ciphertext,
+                encrypt(&public, alg, &plaintext).unwrap(),
+                "{alg}"
+            );
         }
         for len in [0, max + 1] {
             let rejection = encrypt(&public, alg, &vec![1; len]).unwrap_err();
@@ -273,7 +299,10 @@ fn der_element(bytes: &[u8], at: usize) -> (u8, std::ops::Range<usize>) {
     let (len, header) = match bytes[at + 1] {
         n if n < 0x80 => (usize::from(n), 2),
         0x81 => (usize::from(bytes[at + 2]), 3),
-        0x82 => (usize::from(bytes[at + 2]) << 8 | usize::from(bytes[at + 3]), 4),
+        0x82 => (
+            usize::from(bytes[at + 2]) << 8 | usize::from(bytes[at + 3]),
+            4,
+        ),
         other => panic!("unexpected DER length byte {other:#x}"),
     };
     (tag, at + header..at + header + len)
@@ -365,7 +394,10 @@ fn operations_refuse_keys_of_the_other_usage_and_algorithms_of_the_other_kind() 
     let (ec_private, _) = keys(EcP256, SignVerify);
     let rejection = sign(&ec_private, Sm2Dsa, &digest).unwrap_err();
     assert_eq!(rejection.code, Code::InvalidParameter);
-    assert!(rejection.detail.ends_with("use ECDSA_SHA_256"), "{rejection}");
+    assert!(
+        rejection.detail.ends_with("use ECDSA_SHA_256"),
+        "{rejection}"
+    );
 }
 
 #[test]
