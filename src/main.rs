@@ -95,6 +95,16 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
 
+    /// Serve the KMS API (Alibaba Cloud KMS's RPC API, 2016-01-20) on this address; off when
+    /// unset. Every replica serves it, leader or not.
+    #[arg(long, env = "KEYWARD_KMS_API_ADDR")]
+    kms_api_addr: Option<std::net::SocketAddr>,
+
+    /// Serve the KMS API over plain HTTP: only for local development and tests (credentials
+    /// and plaintexts would cross the network unencrypted).
+    #[arg(long, env = "KEYWARD_KMS_API_INSECURE_HTTP")]
+    kms_api_insecure_http: bool,
+
     /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader runs the
     /// controllers, and it stops at once if it loses the Lease.
     #[arg(long, env = "KEYWARD_LEADER_ELECT")]
@@ -235,6 +245,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
     tracing::info!(%http_addr, "serving /healthz, /readyz and /metrics");
     tokio::spawn(http::serve(listener, telemetry.clone()));
+    if let Some(addr) = args.kms_api_addr {
+        serve_kms_api(addr, args.kms_api_insecure_http, &kube, &scope).await?;
+    }
     let ctx = Arc::new(Context::new(
         kube.clone(),
         settings,
@@ -257,6 +270,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     kube.flush_events(EVENT_FLUSH).await;
     tracing::info!("keyward stopped");
+    Ok(())
+}
+
+/// Starts the KMS API on `addr`, with its own caches (a standby serves it too).
+async fn serve_kms_api(
+    addr: std::net::SocketAddr,
+    insecure_http: bool,
+    kube: &Kube,
+    scope: &Scope,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        insecure_http,
+        "--kms-api-addr needs --kms-api-insecure-http: TLS for the KMS API is not built yet"
+    );
+    let (caches, watches) = keyward::service::caches::Caches::start(kube.client().clone(), scope);
+    tokio::spawn(watches);
+    let ctx = Arc::new(keyward::service::ApiContext {
+        kube: kube.clone(),
+        caches,
+        nonces: keyward::service::signing::NonceCache::new(
+            keyward::service::signing::NonceCache::DEFAULT_CAPACITY,
+        ),
+        authorizer: Default::default(),
+    });
+    let (listener, bound) = http::bind(addr)
+        .await
+        .with_context(|| format!("binding --kms-api-addr {addr}"))?;
+    tracing::warn!(kms_api_addr = %bound,
+        "serving the KMS API over plain HTTP (--kms-api-insecure-http): for development only");
+    tokio::spawn(keyward::service::server::serve(listener, ctx));
     Ok(())
 }
 

@@ -3,6 +3,10 @@
 
 mod events;
 
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -323,6 +327,59 @@ impl Kube {
         Ok(api
             .patch_status(&object.name_any(), &params, &Patch::Json::<()>(patch))
             .await?)
+    }
+
+    /// Who a bearer token is, if the API server accepts it for `audience` (a TokenReview).
+    pub async fn review_token(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<Option<UserInfo>, Error> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: token.to_string(),
+                audiences: Some(vec![audience.to_string()]),
+            },
+            ..TokenReview::default()
+        };
+        let api: Api<TokenReview> = Api::all(self.client.clone());
+        let reviewed = api.create(&PostParams::default(), &review).await?;
+        let status = reviewed.status.unwrap_or_default();
+        Ok(match status.authenticated {
+            Some(true) => status.user,
+            _ => None,
+        })
+    }
+
+    /// Whether RBAC lets `user` (with `groups`) do `verb` on Keys in `namespace` (one Key when
+    /// `name` is given): a SubjectAccessReview, so `kubectl auth can-i` gives the same answer.
+    pub async fn review_access(
+        &self,
+        user: &str,
+        groups: &[String],
+        verb: &str,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> Result<bool, Error> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.to_string()),
+                groups: Some(groups.to_vec()),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("keyward.dev".into()),
+                    resource: Some("keys".into()),
+                    verb: Some(verb.to_string()),
+                    namespace: Some(namespace.to_string()),
+                    name: name.map(str::to_string),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let reviewed = api.create(&PostParams::default(), &review).await?;
+        Ok(reviewed.status.is_some_and(|s| s.allowed))
     }
 
     /// A live read of an AccessKey.

@@ -188,6 +188,29 @@ struct KeyVersionDocument<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
+struct ListKeysResponse<'a> {
+    keys: KeyList<'a>,
+    total_count: usize,
+    page_number: usize,
+    page_size: usize,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyList<'a> {
+    key: Vec<KeyEntry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyEntry<'a> {
+    key_id: &'a str,
+    key_arn: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct CreateKeyVersionResponse<'a> {
     key_version: KeyVersionDocument<'a>,
     request_id: &'a str,
@@ -249,6 +272,30 @@ pub fn list_key_versions(
         total_count: versions.len(),
         page_number: 1,
         page_size: versions.len(),
+        request_id,
+    };
+    render(&document, "KMS", format)
+}
+
+/// One page of the ListKeys response: `(KeyId, ARN)` of the keys on it, of `total` in all.
+pub fn list_keys(
+    page: &[(&str, &str)],
+    total: usize,
+    page_number: usize,
+    page_size: usize,
+    request_id: &str,
+    format: Format,
+) -> String {
+    let document = ListKeysResponse {
+        keys: KeyList {
+            key: page
+                .iter()
+                .map(|(key_id, key_arn)| KeyEntry { key_id, key_arn })
+                .collect(),
+        },
+        total_count: total,
+        page_number,
+        page_size,
         request_id,
     };
     render(&document, "KMS", format)

@@ -407,7 +407,7 @@ pub(super) fn watch_config() -> watcher::Config {
 
 /// Drops what no reconciler reads from a cached object: its managedFields and kubectl's copy
 /// of the last applied manifest are most of a Key's metadata, and a cache holds every Key.
-pub(super) fn slim<K: Resource>(object: &mut K) {
+pub fn slim<K: Resource>(object: &mut K) {
     let metadata = object.meta_mut();
     metadata.managed_fields = None;
     if let Some(annotations) = metadata.annotations.as_mut() {

@@ -3,7 +3,55 @@
 //! from the controllers: nothing here reconciles, and nothing in [`crate::reconcile`] serves.
 //!
 //! Reading order: [`request`] (a request parsed once) -> [`signing`] (who signed it, and
-//! whether the signature holds).
+//! whether the signature holds) -> [`identity`] (the ServiceAccount it acts as) -> [`authz`]
+//! (RBAC's answer, kept briefly) -> [`actions`] (the operations) -> [`server`] (HTTP), with
+//! [`caches`] (what the API reads) and [`error`] (the error document).
 
+pub mod actions;
+pub mod authz;
+pub mod caches;
+pub mod error;
+pub mod identity;
 pub mod request;
+pub mod server;
 pub mod signing;
+
+use crate::cluster::Kube;
+use crate::error::Error;
+use caches::Caches;
+use error::ApiError;
+use identity::Caller;
+
+/// What every request shares.
+pub struct ApiContext {
+    pub kube: Kube,
+    pub caches: Caches,
+    pub nonces: signing::NonceCache,
+    pub authorizer: authz::Authorizer,
+}
+
+impl ApiContext {
+    /// RBAC's answer for `caller`; a review that fails is a 503, never a yes.
+    pub async fn allowed(
+        &self,
+        caller: &Caller,
+        verb: &str,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        self.authorizer
+            .allowed(
+                &self.kube,
+                &caller.username,
+                &caller.groups,
+                verb,
+                namespace,
+                name,
+            )
+            .await
+            .map_err(|e: Error| {
+                tracing::warn!(error = %e, "a SubjectAccessReview failed");
+                ApiError::unavailable("Permissions could not be checked; try again.")
+            })
+    }
+}

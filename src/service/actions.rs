@@ -1,0 +1,167 @@
+//! The actions served, each: find the Key, ask RBAC, answer with the seed's document.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::ApiContext;
+use super::error::ApiError;
+use super::identity::Caller;
+use super::request::ApiRequest;
+use crate::api::Key;
+use crate::kms::response::{self, Format};
+
+/// ListKeys pages: the KMS's default and largest page sizes.
+const DEFAULT_PAGE_SIZE: usize = 10;
+const MAX_PAGE_SIZE: usize = 100;
+
+/// Answers one authenticated request: the response document, or why not.
+pub async fn perform(
+    ctx: &ApiContext,
+    caller: &Caller,
+    request: &ApiRequest,
+    action: &str,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let format = request.format();
+    match action {
+        "DescribeKey" => describe_key(ctx, caller, request, request_id, format).await,
+        "ListKeys" => list_keys(ctx, caller, request, request_id, format).await,
+        other => Err(ApiError::unknown_action(other)),
+    }
+}
+
+async fn describe_key(
+    ctx: &ApiContext,
+    caller: &Caller,
+    request: &ApiRequest,
+    request_id: &str,
+    format: Format,
+) -> Result<String, ApiError> {
+    let key = find_key(ctx, caller, required(request, "KeyId")?)?;
+    authorize(ctx, caller, "describekey", &key).await?;
+    let metadata = response::key_metadata(&key).map_err(|e| ApiError {
+        status: http::StatusCode::NOT_FOUND,
+        error: e,
+    })?;
+    Ok(response::describe_key(metadata, request_id, format))
+}
+
+async fn list_keys(
+    ctx: &ApiContext,
+    caller: &Caller,
+    request: &ApiRequest,
+    request_id: &str,
+    format: Format,
+) -> Result<String, ApiError> {
+    let page_number = page_parameter(request, "PageNumber", 1, usize::MAX)?;
+    let page_size = page_parameter(request, "PageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let namespace = &caller.namespace;
+    if !ctx.allowed(caller, "listkeys", namespace, None).await? {
+        return Err(ApiError::no_permission(
+            &caller.username,
+            "listkeys",
+            namespace,
+            None,
+        ));
+    }
+    let mut keys: Vec<(String, String)> = ctx
+        .caches
+        .keys
+        .state()
+        .iter()
+        .filter(|k| k.namespace().as_deref() == Some(namespace.as_str()))
+        .filter_map(|k| {
+            let metadata = k.status.as_ref()?.key_metadata.as_ref()?;
+            Some((metadata.key_id.clone(), metadata.arn.clone()))
+        })
+        .collect();
+    keys.sort();
+    let total = keys.len();
+    let page: Vec<(&str, &str)> = keys
+        .iter()
+        .skip((page_number - 1).saturating_mul(page_size))
+        .take(page_size)
+        .map(|(id, arn)| (id.as_str(), arn.as_str()))
+        .collect();
+    Ok(response::list_keys(
+        &page,
+        total,
+        page_number,
+        page_size,
+        request_id,
+        format,
+    ))
+}
+
+/// The Key a `KeyId` parameter names: a KeyId, an ARN (`acs:kms:<region>:<account>:key/<id>`),
+/// or `alias/<Key name>` in the caller's namespace.
+fn find_key(ctx: &ApiContext, caller: &Caller, key_id: &str) -> Result<Arc<Key>, ApiError> {
+    if let Some(name) = key_id.strip_prefix("alias/") {
+        let reference = ObjectRef::new(name).within(&caller.namespace);
+        return ctx
+            .caches
+            .keys
+            .get(&reference)
+            .ok_or_else(ApiError::key_not_found);
+    }
+    let id = match key_id.strip_prefix("acs:kms:") {
+        Some(arn) => arn.rsplit_once(":key/").map(|(_, id)| id).ok_or_else(|| {
+            ApiError::invalid_parameter("KeyId is an ARN without \":key/<KeyId>\"")
+        })?,
+        None => key_id,
+    };
+    ctx.caches
+        .keys
+        .find(|k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.key_metadata.as_ref())
+                .is_some_and(|m| m.key_id == id)
+        })
+        .ok_or_else(ApiError::key_not_found)
+}
+
+async fn authorize(
+    ctx: &ApiContext,
+    caller: &Caller,
+    verb: &str,
+    key: &Key,
+) -> Result<(), ApiError> {
+    let namespace = key.namespace().unwrap_or_default();
+    let name = key.name_any();
+    match ctx.allowed(caller, verb, &namespace, Some(&name)).await? {
+        true => Ok(()),
+        false => Err(ApiError::no_permission(
+            &caller.username,
+            verb,
+            &namespace,
+            Some(&name),
+        )),
+    }
+}
+
+fn required<'a>(request: &'a ApiRequest, name: &str) -> Result<&'a str, ApiError> {
+    request
+        .param(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::missing(name))
+}
+
+fn page_parameter(
+    request: &ApiRequest,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(text) = request.param(name) else {
+        return Ok(default);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid_parameter(format!(
+            "{name} must be a whole number from 1 to {max}"
+        ))),
+    }
+}

@@ -1,0 +1,104 @@
+//! What the API reads, each its own watch: every replica serves the API, leader or not, so it
+//! does not borrow the controllers' caches (which only the leader runs).
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::{AccessKey, Key, labels};
+use crate::reconcile::Scope;
+use crate::store::credential::Credential;
+
+pub struct Caches {
+    /// The Keys in scope, by KeyId when addressed so (a scan: the cache has no index yet).
+    pub keys: reflector::Store<Key>,
+    pub access_keys: reflector::Store<AccessKey>,
+    /// keyward's copies of AccessKey pairs (the store namespace; small, and whole: a signature
+    /// is checked against the secret).
+    credentials: reflector::Store<Secret>,
+}
+
+impl Caches {
+    /// The caches, and the watches that fill them (to be polled for as long as the API runs).
+    pub fn start(
+        client: Client,
+        scope: &Scope,
+    ) -> (Caches, futures::future::BoxFuture<'static, ()>) {
+        let config = || watcher::Config::default().timeout(crate::cluster::WATCH_TIMEOUT_SECS);
+        let (keys, keys_writer) = reflector::store();
+        let (access_keys, access_keys_writer) = reflector::store();
+        let (credentials, credentials_writer) = reflector::store();
+        let key_api: Api<Key> = crate::cluster::api(client.clone(), scope.namespace.as_deref());
+        let access_key_api: Api<AccessKey> =
+            crate::cluster::api(client.clone(), scope.namespace.as_deref());
+        let credential_api: Api<Secret> = crate::cluster::api(client, Some(&scope.store_namespace));
+        let mut selector = format!(
+            "{},{}={}",
+            labels::managed_selector(),
+            labels::ROLE,
+            labels::ROLE_CREDENTIAL
+        );
+        if let Some(namespace) = &scope.namespace {
+            selector.push_str(&format!(",{}={namespace}", labels::KEY_NAMESPACE));
+        }
+        let keys_watch = watcher(key_api, config())
+            .default_backoff()
+            .modify(crate::reconcile::slim::<Key>)
+            .reflect(keys_writer)
+            .for_each(|_| futures::future::ready(()));
+        let access_keys_watch = watcher(access_key_api, config())
+            .default_backoff()
+            .reflect(access_keys_writer)
+            .for_each(|_| futures::future::ready(()));
+        let credentials_watch = watcher(credential_api, config().labels(&selector))
+            .default_backoff()
+            .modify(crate::reconcile::slim::<Secret>)
+            .reflect(credentials_writer)
+            .for_each(|_| futures::future::ready(()));
+        let watches = async move {
+            futures::join!(keys_watch, access_keys_watch, credentials_watch);
+        }
+        .boxed();
+        (
+            Caches {
+                keys,
+                access_keys,
+                credentials,
+            },
+            watches,
+        )
+    }
+
+    /// Whether every cache holds its first full list: until then no answer can be trusted.
+    pub fn synced(&self) -> bool {
+        let ready = |wait: futures::future::BoxFuture<'_, bool>| wait.now_or_never() == Some(true);
+        ready(self.keys.wait_until_ready().map(|r| r.is_ok()).boxed())
+            && ready(
+                self.access_keys
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            )
+            && ready(
+                self.credentials
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            )
+    }
+
+    /// The credential of `access_key_id`, if keyward issued it and its AccessKey still exists
+    /// as the very object it was issued for.
+    pub fn credential(&self, access_key_id: &str) -> Option<Credential> {
+        let secret = self.credentials.state().into_iter().find(|s| {
+            s.labels().get(labels::ACCESS_KEY_ID).map(String::as_str) == Some(access_key_id)
+        })?;
+        let credential = Credential::parse(&secret).ok()?;
+        let owner = ObjectRef::new(&credential.name).within(&credential.namespace);
+        let access_key = self.access_keys.get(&owner)?;
+        (access_key.metadata.deletion_timestamp.is_none() && credential.belongs_to(&access_key))
+            .then_some(credential)
+    }
+}

@@ -1,0 +1,264 @@
+//! The KMS API through the official Alibaba Cloud KMS SDKs from PyPI (hack/kms-sdk.py), on a
+//! real API server: requests signed with an AccessKey pair act as its ServiceAccount, RBAC
+//! (a SubjectAccessReview per verb) decides, and errors carry the KMS's codes.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::operator::logged_field;
+use common::{CONVERGE, TestEnv, eventually};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use keyward::api::AccessKey;
+use kube::Api;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/kms-sdk.py");
+const BOTH_SDKS: [&str; 2] = ["v1", "tea"];
+
+/// One call through `sdk`; the response body, or the error's (code, message, status).
+fn call(
+    sdk: &str,
+    endpoint: &str,
+    pair: &(String, String),
+    action: &str,
+    params: Value,
+) -> Result<Value, (String, String, Option<u64>)> {
+    let job = json!({
+        "sdk": sdk, "endpoint": endpoint, "access_key_id": pair.0,
+        "access_key_secret": pair.1, "action": action, "params": params,
+    });
+    let mut child = Command::new(SDK)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hack/kms-sdk.py");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().expect("hack/kms-sdk.py");
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{sdk} {action}: no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    if let Some(body) = answer.get("ok") {
+        return Ok(body.clone());
+    }
+    let error = &answer["error"];
+    Err((
+        error["code"].as_str().unwrap_or_default().to_string(),
+        error["message"].as_str().unwrap_or_default().to_string(),
+        error["status"].as_u64(),
+    ))
+}
+
+async fn create_service_account(env: &TestEnv, name: &str) {
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("create ServiceAccount");
+}
+
+/// A Role granting `verbs` on keys.keyward.dev, bound to ServiceAccount `account`.
+async fn grant(env: &TestEnv, account: &str, verbs: &[&str]) {
+    let name = format!("{account}-kms");
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["keyward.dev".into()]),
+            resources: Some(vec!["keys".into()]),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: account.into(),
+            namespace: Some(env.namespace.clone()),
+            ..Subject::default()
+        }]),
+    };
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), &env.namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), &env.namespace);
+    roles
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create Role");
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create RoleBinding");
+}
+
+/// An AccessKey for `account`, Ready; its pair as issued.
+async fn access_key(env: &TestEnv, name: &str, account: &str) -> (String, String) {
+    let manifest = json!({
+        "apiVersion": "keyward.dev/v1alpha1", "kind": "AccessKey",
+        "metadata": {"name": name, "namespace": env.namespace},
+        "spec": {"serviceAccountName": account},
+    });
+    let api: Api<AccessKey> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.patch(
+        name,
+        &PatchParams::apply("keyward-tests"),
+        &Patch::Apply(&manifest),
+    )
+    .await
+    .expect("apply AccessKey");
+    let secret = eventually(&format!("AccessKey {name} issued"), || async {
+        let ready = api.get(name).await.ok()?.status?.access_key_id?;
+        let secret = env.secret(name).await?;
+        Some((ready, secret))
+    })
+    .await
+    .1;
+    let entry = |n: &str| String::from_utf8(secret.data.as_ref().unwrap()[n].0.clone()).unwrap();
+    (entry("accessKeyId"), entry("accessKeySecret"))
+}
+
+async fn kms_api_endpoint(env: &TestEnv) -> String {
+    eventually("the KMS API address in the log", || async {
+        logged_field(&env.operator_log(0), "serving the KMS API", "kms_api_addr")
+            .map(str::to_string)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_official_sdks_describe_and_list_keys_as_rbac_allows() {
+    let mut env = TestEnv::new("kms-api").await;
+    env.start_operator(&["--kms-api-addr", "127.0.0.1:0", "--kms-api-insecure-http"]);
+    env.apply_key("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: payments}\nspec: {description: card data}\n")
+        .await;
+    let key = env.wait_ready("payments").await;
+    let metadata = key.status.unwrap().key_metadata.unwrap();
+    for account in ["api", "nobody"] {
+        create_service_account(&env, account).await;
+    }
+    grant(&env, "api", &["describekey", "listkeys"]).await;
+    let allowed = access_key(&env, "api-key", "api").await;
+    let denied = access_key(&env, "nobody-key", "nobody").await;
+    let endpoint = kms_api_endpoint(&env).await;
+
+    for sdk in BOTH_SDKS {
+        // Addressed by alias, KeyId and ARN: the seed's KeyMetadata.
+        for key_id in [
+            "alias/payments".to_string(),
+            metadata.key_id.clone(),
+            metadata.arn.clone(),
+        ] {
+            let body = call(
+                sdk,
+                &endpoint,
+                &allowed,
+                "DescribeKey",
+                json!({"KeyId": key_id}),
+            )
+            .unwrap_or_else(|e| panic!("{sdk} DescribeKey {key_id}: {e:?}"));
+            let described = &body["KeyMetadata"];
+            assert_eq!(described["KeyId"], metadata.key_id.as_str(), "{sdk}");
+            assert_eq!(described["KeySpec"], "Aliyun_AES_256", "{sdk}");
+            assert_eq!(described["KeyState"], "Enabled", "{sdk}");
+            assert_eq!(described["Description"], "card data", "{sdk}");
+            assert_eq!(described["Arn"], metadata.arn.as_str(), "{sdk}");
+            assert!(body["RequestId"].as_str().is_some_and(|id| !id.is_empty()));
+        }
+        let listed = call(sdk, &endpoint, &allowed, "ListKeys", json!({})).unwrap();
+        assert_eq!(listed["TotalCount"], 1, "{sdk}: {listed}");
+        assert_eq!(listed["Keys"]["Key"][0]["KeyId"], metadata.key_id.as_str());
+        assert_eq!(listed["Keys"]["Key"][0]["KeyArn"], metadata.arn.as_str());
+
+        // RBAC denies the other ServiceAccount, naming the verb to grant.
+        let (code, message, status) = call(
+            sdk,
+            &endpoint,
+            &denied,
+            "DescribeKey",
+            json!({"KeyId": "alias/payments"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (code.as_str(), status),
+            ("Forbidden.NoPermission", Some(403)),
+            "{sdk}"
+        );
+        assert!(message.contains("\"describekey\""), "{sdk}: {message}");
+
+        // Unknown keys, unknown AccessKeys, wrong secrets: the KMS's codes.
+        let unknown = call(
+            sdk,
+            &endpoint,
+            &allowed,
+            "DescribeKey",
+            json!({"KeyId": "alias/none"}),
+        );
+        assert_eq!(unknown.unwrap_err().0, "Forbidden.KeyNotFound", "{sdk}");
+        let stranger = ("KWAKnobodyhasthisid0000".to_string(), "x".repeat(30));
+        let (code, _, status) = call(sdk, &endpoint, &stranger, "ListKeys", json!({})).unwrap_err();
+        assert_eq!(
+            (code.as_str(), status),
+            ("InvalidAccessKeyId.NotFound", Some(404)),
+            "{sdk}"
+        );
+        let forged = (allowed.0.clone(), "y".repeat(30));
+        let (code, message, _) = call(sdk, &endpoint, &forged, "ListKeys", json!({})).unwrap_err();
+        // The v1 SDK reports a mismatch over its own string to sign as a wrong secret.
+        let expected = if sdk == "v1" {
+            "InvalidAccessKeySecret"
+        } else {
+            "SignatureDoesNotMatch"
+        };
+        assert_eq!(code, expected, "{sdk}: {message}");
+        assert!(
+            !message.contains(&allowed.1),
+            "{sdk}: the error shows the secret"
+        );
+    }
+
+    // Deleting the AccessKey revokes the pair.
+    let api: Api<AccessKey> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.delete("api-key", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        match call("tea", &endpoint, &allowed, "ListKeys", json!({})) {
+            Err((code, _, _)) if code == "InvalidAccessKeyId.NotFound" => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "the pair still works after its AccessKey was deleted: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
