@@ -97,8 +97,11 @@ def call_tea(job: dict) -> dict:
                     region_id=REGION, protocol="http", endpoint=job["endpoint"])
     client = Client(config)
     action = job["action"]
-    request = getattr(models, f"{action}Request")(
-        **{snake(k): v for k, v in job.get("params", {}).items()})
+    params = dict(job.get("params", {}))
+    # This SDK takes an EncryptionContext as a dict and serialises it itself.
+    if isinstance(params.get("EncryptionContext"), str):
+        params["EncryptionContext"] = json.loads(params["EncryptionContext"])
+    request = getattr(models, f"{action}Request")(**{snake(k): v for k, v in params.items()})
     try:
         return {"ok": getattr(client, snake(action))(request).body.to_map()}
     except TeaException as e:

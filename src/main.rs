@@ -288,6 +288,7 @@ async fn serve_kms_api(
     tokio::spawn(watches);
     let ctx = Arc::new(keyward::service::ApiContext {
         kube: kube.clone(),
+        store_namespace: scope.store_namespace.clone(),
         caches,
         nonces: keyward::service::signing::NonceCache::new(
             keyward::service::signing::NonceCache::DEFAULT_CAPACITY,

@@ -262,3 +262,216 @@ async fn the_official_sdks_describe_and_list_keys_as_rbac_allows() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn symmetric_and_signing_keys_are_used_through_both_sdks() {
+    let mut env = TestEnv::new("kms-api-crypto").await;
+    env.start_operator(&["--kms-api-addr", "127.0.0.1:0", "--kms-api-insecure-http"]);
+    for (name, spec) in [
+        ("aes", "{}"),
+        ("sm4", "{keySpec: Aliyun_SM4}"),
+        ("ec", "{keySpec: EC_P256, keyUsage: SIGN/VERIFY}"),
+    ] {
+        env.apply_key(&format!(
+            "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        ))
+        .await;
+    }
+    for name in ["aes", "sm4", "ec"] {
+        env.wait_ready(name).await;
+    }
+    create_service_account(&env, "worker").await;
+    grant(
+        &env,
+        "worker",
+        &[
+            "encrypt",
+            "decrypt",
+            "generatedatakey",
+            "getpublickey",
+            "asymmetricsign",
+            "asymmetricverify",
+        ],
+    )
+    .await;
+    let pair = access_key(&env, "worker-key", "worker").await;
+    let endpoint = kms_api_endpoint(&env).await;
+    let context = r#"{"order": "42", "shop": "east"}"#;
+
+    for sdk in BOTH_SDKS {
+        for key in ["alias/aes", "alias/sm4"] {
+            let sealed = call(
+                sdk,
+                &endpoint,
+                &pair,
+                "Encrypt",
+                json!({"KeyId": key, "Plaintext": "hello world", "EncryptionContext": context}),
+            )
+            .unwrap_or_else(|e| panic!("{sdk} Encrypt {key}: {e:?}"));
+            let blob = sealed["CiphertextBlob"].as_str().unwrap().to_string();
+            assert!(!blob.contains("hello"), "{sdk}");
+            let opened = call(
+                sdk,
+                &endpoint,
+                &pair,
+                "Decrypt",
+                json!({"CiphertextBlob": blob, "EncryptionContext": context}),
+            )
+            .unwrap_or_else(|e| panic!("{sdk} Decrypt {key}: {e:?}"));
+            assert_eq!(opened["Plaintext"], "hello world", "{sdk} {key}");
+            assert_eq!(
+                opened["KeyVersionId"], sealed["KeyVersionId"],
+                "{sdk} {key}"
+            );
+            // Another context is another key: refused, whatever differs.
+            let other = call(
+                sdk,
+                &endpoint,
+                &pair,
+                "Decrypt",
+                json!({"CiphertextBlob": blob, "EncryptionContext": r#"{"order": "43"}"#}),
+            );
+            assert_eq!(other.unwrap_err().0, "InvalidParameter", "{sdk} {key}");
+        }
+        // The seed's limit: 6 KB of plaintext; beyond, GenerateDataKey is the way.
+        let (code, message, _) = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "Encrypt",
+            json!({"KeyId": "alias/aes", "Plaintext": "x".repeat(6145)}),
+        )
+        .unwrap_err();
+        assert_eq!(code, "InvalidParameter", "{sdk}");
+        assert!(message.contains("GenerateDataKey"), "{sdk}: {message}");
+        // A data key: its plaintext once, and Decrypt of its blob gives the same.
+        let data_key = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "GenerateDataKey",
+            json!({"KeyId": "alias/aes", "NumberOfBytes": 32}),
+        )
+        .unwrap_or_else(|e| panic!("{sdk} GenerateDataKey: {e:?}"));
+        let plaintext = data_key["Plaintext"].as_str().unwrap();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(plaintext)
+            .unwrap();
+        assert_eq!(bytes.len(), 32, "{sdk}");
+        let opened = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "Decrypt",
+            json!({"CiphertextBlob": data_key["CiphertextBlob"]}),
+        )
+        .unwrap();
+        assert_eq!(opened["Plaintext"].as_str(), Some(plaintext), "{sdk}");
+        // A signing key cannot encrypt.
+        let (code, _, status) = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "Encrypt",
+            json!({"KeyId": "alias/ec", "Plaintext": "x"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (code.as_str(), status),
+            ("UnsupportedOperation", Some(400)),
+            "{sdk}"
+        );
+
+        // AsymmetricSign of a SHA-256 digest; verified by the API and by OpenSSL.
+        let message = format!("sign me through {sdk}");
+        let digest = openssl_digest(message.as_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&digest);
+        let signed = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "AsymmetricSign",
+            json!({"KeyId": "alias/ec", "Algorithm": "ECDSA_SHA_256", "Digest": encoded}),
+        )
+        .unwrap_or_else(|e| panic!("{sdk} AsymmetricSign: {e:?}"));
+        let value = signed["Value"].as_str().unwrap();
+        let verified = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "AsymmetricVerify",
+            json!({"KeyId": "alias/ec", "Algorithm": "ECDSA_SHA_256", "Digest": encoded,
+                   "Value": value}),
+        )
+        .unwrap();
+        assert_eq!(verified["Value"], true, "{sdk}");
+        let public = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "GetPublicKey",
+            json!({"KeyId": "alias/ec"}),
+        )
+        .unwrap();
+        let pem = public["PublicKey"].as_str().unwrap();
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap();
+        assert!(
+            openssl_verifies(pem, message.as_bytes(), &signature),
+            "{sdk}: OpenSSL refused"
+        );
+    }
+
+    // A Disabled key refuses cryptography with the KMS's code.
+    let patch = json!({"spec": {"keyState": "Disabled"}});
+    env.keys()
+        .patch("aes", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    env.wait_key("aes", "Disabled", |k| {
+        k.status
+            .as_ref()
+            .and_then(|s| s.key_metadata.as_ref())
+            .is_some_and(|m| m.key_state.as_str() == "Disabled")
+    })
+    .await;
+    for sdk in BOTH_SDKS {
+        let (code, _, status) = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "Encrypt",
+            json!({"KeyId": "alias/aes", "Plaintext": "x"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (code.as_str(), status),
+            ("Rejected.Disabled", Some(409)),
+            "{sdk}"
+        );
+    }
+}
+
+fn openssl_digest(message: &[u8]) -> Vec<u8> {
+    common::openssl::openssl(&["dgst", "-sha256", "-binary"], message)
+}
+
+/// Whether OpenSSL verifies `signature` (DER ECDSA) of `message` with the SPKI `pem`.
+fn openssl_verifies(pem: &str, message: &[u8], signature: &[u8]) -> bool {
+    let scratch = common::scratch::Scratch::new("kms-api-verify");
+    let key = scratch.write("public.pem", pem.as_bytes());
+    let sig = scratch.write("signature.der", signature);
+    let msg = scratch.write("message", message);
+    Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&key)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&msg)
+        .output()
+        .expect("run openssl")
+        .status
+        .success()
+}

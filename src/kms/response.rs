@@ -318,6 +318,12 @@ pub fn create_key_version(
     render(&document, "KMS", format)
 }
 
+/// Any other response document (fields serialized in their declared order, `KMS` the XML
+/// root), for the API's operations whose documents live beside their handlers.
+pub fn document(document: &impl Serialize, format: Format) -> String {
+    render(document, "KMS", format)
+}
+
 /// The KMS error document.
 pub fn error(error: &KmsError, request_id: &str, format: Format) -> String {
     let document = ErrorResponse {

@@ -6,6 +6,7 @@ use http::StatusCode;
 
 use super::request::RequestError;
 use super::signing::AuthError;
+use crate::kms::error::{Code, Rejection};
 use crate::kms::response::KmsError;
 
 #[derive(Debug)]
@@ -84,6 +85,22 @@ impl ApiError {
             "InternalFailure",
             "Internal Failure.",
         )
+    }
+}
+
+/// A refusal of the KMS model: the caller's to fix (400), the key's state (409), or a store
+/// keyward cannot read (500, detail logged, not returned).
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        let status = match rejection.code {
+            Code::MaterialStoreMissing | Code::MaterialStoreInvalid => {
+                tracing::error!(error = %rejection, "a key's material cannot be used");
+                return ApiError::internal();
+            }
+            code if code.is_final_rejection() => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, rejection.code.as_str(), rejection.detail)
     }
 }
 

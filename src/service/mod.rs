@@ -25,6 +25,8 @@ use identity::Caller;
 /// What every request shares.
 pub struct ApiContext {
     pub kube: Kube,
+    /// keyward's store namespace, where each key's material is read for a call.
+    pub store_namespace: String,
     pub caches: Caches,
     pub nonces: signing::NonceCache,
     pub authorizer: authz::Authorizer,

@@ -371,6 +371,24 @@ impl Store {
         self.entry(WRAPPING_KEY_ENTRY).map(|b| b.0.as_slice())
     }
 
+    /// The material of version `version_id` of a symmetric key (raw key bytes).
+    pub fn symmetric_key(&self, version_id: &str) -> Option<SecretBytes> {
+        let entry = self.entry(&format!("{version_id}.key"))?;
+        Some(SecretBytes::new(entry.0.clone()))
+    }
+
+    /// The private key (PKCS#8 PEM) of version `version_id` of an asymmetric key.
+    pub fn private_pem(&self, version_id: &str) -> Option<SecretBytes> {
+        let entry = self.entry(&format!("{version_id}.private.pem"))?;
+        Some(SecretBytes::new(entry.0.clone()))
+    }
+
+    /// The public key (SPKI PEM) of version `version_id` of an asymmetric key.
+    pub fn public_pem(&self, version_id: &str) -> Option<String> {
+        let entry = self.entry(&format!("{version_id}.public.pem"))?;
+        String::from_utf8(entry.0.clone()).ok()
+    }
+
     fn entry(&self, name: &str) -> Option<&ByteString> {
         self.secret.data.as_ref().and_then(|d| d.get(name))
     }

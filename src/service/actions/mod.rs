@@ -1,4 +1,6 @@
-//! The actions served, each: find the Key, ask RBAC, answer with the seed's document.
+//! The actions served, each: find the Key, ask RBAC, answer with the KMS's document.
+
+mod crypto;
 
 use std::sync::Arc;
 
@@ -16,6 +18,28 @@ use crate::kms::response::{self, Format};
 const DEFAULT_PAGE_SIZE: usize = 10;
 const MAX_PAGE_SIZE: usize = 100;
 
+/// One authenticated request being answered.
+pub struct Call<'a> {
+    pub ctx: &'a ApiContext,
+    pub caller: &'a Caller,
+    pub request: &'a ApiRequest,
+    pub request_id: &'a str,
+}
+
+/// A response document, or why not.
+pub type Answer = Result<String, ApiError>;
+
+impl Call<'_> {
+    /// RBAC's answer for `verb` on `key`, as an error naming the verb when refused.
+    async fn authorize(&self, verb: &str, key: &Key) -> Result<(), ApiError> {
+        authorize(self.ctx, self.caller, verb, key).await
+    }
+
+    fn document(&self, document: &impl serde::Serialize) -> String {
+        response::document(document, self.request.format())
+    }
+}
+
 /// Answers one authenticated request: the response document, or why not.
 pub async fn perform(
     ctx: &ApiContext,
@@ -23,11 +47,24 @@ pub async fn perform(
     request: &ApiRequest,
     action: &str,
     request_id: &str,
-) -> Result<String, ApiError> {
+) -> Answer {
     let format = request.format();
+    let call = Call {
+        ctx,
+        caller,
+        request,
+        request_id,
+    };
     match action {
         "DescribeKey" => describe_key(ctx, caller, request, request_id, format).await,
         "ListKeys" => list_keys(ctx, caller, request, request_id, format).await,
+        "Encrypt" => crypto::encrypt(&call).await,
+        "Decrypt" => crypto::decrypt(&call).await,
+        "GenerateDataKey" => crypto::generate_data_key(&call, true).await,
+        "GenerateDataKeyWithoutPlaintext" => crypto::generate_data_key(&call, false).await,
+        "GetPublicKey" => crypto::get_public_key(&call).await,
+        "AsymmetricSign" => crypto::asymmetric_sign(&call).await,
+        "AsymmetricVerify" => crypto::asymmetric_verify(&call).await,
         other => Err(ApiError::unknown_action(other)),
     }
 }

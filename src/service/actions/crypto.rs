@@ -1,0 +1,334 @@
+//! The cryptographic operations: material is read from the key's store for the call and never
+//! leaves keyward; only ciphertexts, signatures, public keys and data keys are returned.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kube::ResourceExt;
+use serde::Serialize;
+
+use super::{Answer, Call, find_key, required};
+use crate::api::{Key, KeyMetadata, KeyState, KeyUsage};
+use crate::kms::crypto::{self, Algorithm, EncryptionContext, PrivateKey, PublicKey};
+use crate::kms::error::{Code, Rejection};
+use crate::kms::material::SecretBytes;
+use crate::kms::response;
+use crate::service::error::ApiError;
+use crate::store::{Store, store_name};
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Sealed<'a> {
+    key_id: &'a str,
+    key_version_id: &'a str,
+    ciphertext_blob: String,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Opened<'a> {
+    key_id: &'a str,
+    key_version_id: &'a str,
+    plaintext: String,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataKey<'a> {
+    key_id: &'a str,
+    key_version_id: &'a str,
+    ciphertext_blob: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PublicKeyDocument<'a> {
+    key_id: &'a str,
+    key_version_id: &'a str,
+    public_key: String,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Signed<'a> {
+    key_id: &'a str,
+    key_version_id: &'a str,
+    value: String,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Verified<'a> {
+    key_id: &'a str,
+    key_version_id: &'a str,
+    value: bool,
+    request_id: &'a str,
+}
+
+/// Encrypt: at most 6 KB of `Plaintext` (taken as its bytes, and given back as such by
+/// Decrypt) under the key's newest version.
+pub async fn encrypt(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("encrypt", &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let version = newest(&store)?;
+    let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
+    let plaintext = required(call.request, "Plaintext")?;
+    let secret = symmetric_key(&store, &version)?;
+    let blob = crypto::encrypt(
+        metadata.key_spec,
+        &secret,
+        &metadata.key_id,
+        &version,
+        plaintext.as_bytes(),
+        &context,
+    )?;
+    Ok(call.document(&Sealed {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        ciphertext_blob: BASE64.encode(blob),
+        request_id: call.request_id,
+    }))
+}
+
+/// Decrypt: the blob names its key and version, so data encrypted before a rotation still
+/// decrypts.
+pub async fn decrypt(call: &Call<'_>) -> Answer {
+    let blob = decode(required(call.request, "CiphertextBlob")?, "CiphertextBlob")?;
+    let header = crypto::peek(&blob)?;
+    let key = find_key(call.ctx, call.caller, &header.key_id)?;
+    call.authorize("decrypt", &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
+    let secret = symmetric_key(&store, &header.key_version_id)?;
+    let plaintext = crypto::decrypt(metadata.key_spec, &secret, &blob, &context)?;
+    let plaintext = String::from_utf8(plaintext.expose().to_vec()).map_err(|_| {
+        ApiError::invalid_parameter(
+            "The plaintext is not text: use GenerateDataKey for binary data",
+        )
+    })?;
+    Ok(call.document(&Opened {
+        key_id: &metadata.key_id,
+        key_version_id: &header.key_version_id,
+        plaintext,
+        request_id: call.request_id,
+    }))
+}
+
+/// GenerateDataKey(WithoutPlaintext): a fresh data key, encrypted under the key's newest
+/// version; its plaintext (base64) only when asked for.
+pub async fn generate_data_key(call: &Call<'_>, with_plaintext: bool) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    let verb = match with_plaintext {
+        true => "generatedatakey",
+        false => "generatedatakeywithoutplaintext",
+    };
+    call.authorize(verb, &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let version = newest(&store)?;
+    let length = crypto::data_key_length(
+        call.request.param("KeySpec"),
+        call.request.param("NumberOfBytes"),
+    )?;
+    let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
+    let data_key = crypto::data_key(length)?;
+    // What is sealed is the data key's base64 text, as the KMS does: Decrypt of the blob then
+    // answers the very `Plaintext` GenerateDataKey answered.
+    let encoded = SecretBytes::new(BASE64.encode(data_key.expose()).into_bytes());
+    let secret = symmetric_key(&store, &version)?;
+    let blob = crypto::encrypt(
+        metadata.key_spec,
+        &secret,
+        &metadata.key_id,
+        &version,
+        encoded.expose(),
+        &context,
+    )?;
+    let plaintext = with_plaintext
+        .then(|| String::from_utf8(encoded.expose().to_vec()).expect("base64 is ASCII"));
+    Ok(call.document(&DataKey {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        ciphertext_blob: BASE64.encode(blob),
+        plaintext,
+        request_id: call.request_id,
+    }))
+}
+
+/// GetPublicKey: the SPKI PEM of a version (the newest unless `KeyVersionId` names one).
+pub async fn get_public_key(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("getpublickey", &key).await?;
+    let (metadata, store) = readable(call, &key).await?;
+    let version = version(call, &store)?;
+    let public_key = store.public_pem(&version).ok_or_else(|| {
+        Rejection::new(
+            Code::UnsupportedOperation,
+            format!(
+                "key {} is {}: it has no public key (GetPublicKey is for asymmetric keys)",
+                metadata.key_id,
+                metadata.key_spec.as_str()
+            ),
+        )
+    })?;
+    Ok(call.document(&PublicKeyDocument {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        public_key,
+        request_id: call.request_id,
+    }))
+}
+
+/// AsymmetricSign: a signature of the caller's `Digest` (base64), DER for ECDSA and SM2.
+pub async fn asymmetric_sign(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("asymmetricsign", &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let version = version(call, &store)?;
+    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let digest = decode(required(call.request, "Digest")?, "Digest")?;
+    let pem = store
+        .private_pem(&version)
+        .ok_or_else(|| not_asymmetric(metadata))?;
+    let private = PrivateKey::from_pkcs8_pem(metadata.key_spec, metadata.key_usage, &pem)?;
+    let signature = crypto::asymmetric::sign(&private, algorithm, &digest)?;
+    Ok(call.document(&Signed {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        value: BASE64.encode(signature),
+        request_id: call.request_id,
+    }))
+}
+
+/// AsymmetricVerify: whether `Value` (base64) is a signature of `Digest` by the version.
+pub async fn asymmetric_verify(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("asymmetricverify", &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let version = version(call, &store)?;
+    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let digest = decode(required(call.request, "Digest")?, "Digest")?;
+    let signature = decode(required(call.request, "Value")?, "Value")?;
+    let pem = store
+        .public_pem(&version)
+        .ok_or_else(|| not_asymmetric(metadata))?;
+    let public = PublicKey::from_spki_pem(metadata.key_spec, metadata.key_usage, &pem)?;
+    let value = crypto::asymmetric::verify(&public, algorithm, &digest, &signature)?;
+    Ok(call.document(&Verified {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        value,
+        request_id: call.request_id,
+    }))
+}
+
+/// The key's metadata and store, for an operation that needs an Enabled key.
+async fn usable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, Store), ApiError> {
+    let (metadata, store) = readable(call, key).await?;
+    let refused = |code| {
+        Rejection::new(
+            code,
+            format!(
+                "The request was rejected because the key state is {}.",
+                metadata.key_state.as_str()
+            ),
+        )
+    };
+    match metadata.key_state {
+        KeyState::Enabled => Ok((metadata, store)),
+        KeyState::Disabled => Err(refused(Code::RejectedDisabled).into()),
+        KeyState::PendingDeletion => Err(refused(Code::RejectedPendingDeletion).into()),
+        KeyState::PendingImport => Err(refused(Code::RejectedPendingImport).into()),
+    }
+}
+
+/// The key's metadata and its store, read live (the material of this call only).
+async fn readable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, Store), ApiError> {
+    let metadata = response::key_metadata(key).map_err(|error| ApiError {
+        status: http::StatusCode::NOT_FOUND,
+        error,
+    })?;
+    let (namespace, name) = (key.namespace().unwrap_or_default(), key.name_any());
+    let secret = call
+        .ctx
+        .kube
+        .get_secret(&call.ctx.store_namespace, &store_name(&namespace, &name))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading a key's store for the KMS API failed");
+            ApiError::unavailable("The key's material could not be read; try again.")
+        })?
+        .ok_or_else(|| Rejection::new(Code::MaterialStoreMissing, "store missing"))?;
+    Ok((metadata, Store::parse(secret, &namespace, &name)?))
+}
+
+fn newest(store: &Store) -> Result<String, ApiError> {
+    store
+        .record
+        .newest_version()
+        .map(|v| v.key_version_id.clone())
+        .ok_or_else(|| {
+            Rejection::new(Code::RejectedPendingImport, "The key has no material yet.").into()
+        })
+}
+
+/// The version `KeyVersionId` names (it must be the key's), else the newest.
+fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
+    match call.request.param("KeyVersionId").filter(|v| !v.is_empty()) {
+        None => newest(store),
+        Some(id) if store.record.versions.iter().any(|v| v.key_version_id == id) => {
+            Ok(id.to_string())
+        }
+        Some(_) => Err(ApiError::new(
+            http::StatusCode::NOT_FOUND,
+            "Forbidden.KeyVersionNotFound",
+            "The specified Key version is not found.",
+        )),
+    }
+}
+
+fn symmetric_key(store: &Store, version: &str) -> Result<SecretBytes, ApiError> {
+    match store.record.key_usage {
+        KeyUsage::EncryptDecrypt if store.record.key_spec.is_symmetric() => {
+            store.symmetric_key(version).ok_or_else(|| {
+                ApiError::from(Rejection::new(
+                    Code::MaterialStoreInvalid,
+                    "version material missing",
+                ))
+            })
+        }
+        _ => Err(Rejection::new(
+            Code::UnsupportedOperation,
+            format!(
+                "key {} is {}: Encrypt, Decrypt and GenerateDataKey take a symmetric key \
+                 (Aliyun_AES_256 or Aliyun_SM4); use AsymmetricEncrypt / AsymmetricSign",
+                store.record.key_id,
+                store.record.key_spec.as_str()
+            ),
+        )
+        .into()),
+    }
+}
+
+fn not_asymmetric(metadata: &KeyMetadata) -> Rejection {
+    Rejection::new(
+        Code::UnsupportedOperation,
+        format!(
+            "key {} is {}: asymmetric operations take an RSA_2048, EC_P256, EC_P256K or EC_SM2 key",
+            metadata.key_id,
+            metadata.key_spec.as_str()
+        ),
+    )
+}
+
+fn decode(text: &str, parameter: &str) -> Result<Vec<u8>, ApiError> {
+    BASE64
+        .decode(text)
+        .map_err(|_| ApiError::invalid_parameter(format!("{parameter} is not base64")))
+}
