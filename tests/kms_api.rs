@@ -475,3 +475,109 @@ fn openssl_verifies(pem: &str, message: &[u8], signature: &[u8]) -> bool {
         .status
         .success()
 }
+
+#[tokio::test]
+async fn rsa_encryption_keys_decrypt_what_openssl_encrypts_with_their_public_key() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut env = TestEnv::new("kms-api-rsa").await;
+    env.start_operator(&["--kms-api-addr", "127.0.0.1:0", "--kms-api-insecure-http"]);
+    env.apply_key("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: rsa}\nspec: {keySpec: RSA_2048, keyUsage: ENCRYPT/DECRYPT}\n")
+        .await;
+    env.wait_ready("rsa").await;
+    create_service_account(&env, "vault").await;
+    grant(
+        &env,
+        "vault",
+        &["asymmetricencrypt", "asymmetricdecrypt", "getpublickey"],
+    )
+    .await;
+    let pair = access_key(&env, "vault-key", "vault").await;
+    let endpoint = kms_api_endpoint(&env).await;
+    let secret = b"a 32-byte wrapped data key here!";
+
+    for sdk in BOTH_SDKS {
+        let sealed = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "AsymmetricEncrypt",
+            json!({"KeyId": "alias/rsa", "Algorithm": "RSAES_OAEP_SHA_256",
+                   "Plaintext": b64.encode(secret)}),
+        )
+        .unwrap_or_else(|e| panic!("{sdk} AsymmetricEncrypt: {e:?}"));
+        let opened = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "AsymmetricDecrypt",
+            json!({"KeyId": "alias/rsa", "Algorithm": "RSAES_OAEP_SHA_256",
+                   "CiphertextBlob": sealed["CiphertextBlob"]}),
+        )
+        .unwrap_or_else(|e| panic!("{sdk} AsymmetricDecrypt: {e:?}"));
+        assert_eq!(
+            b64.decode(opened["Plaintext"].as_str().unwrap()).unwrap(),
+            secret
+        );
+
+        // OpenSSL encrypts with the published public key; keyward decrypts.
+        let public = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "GetPublicKey",
+            json!({"KeyId": "alias/rsa"}),
+        )
+        .unwrap();
+        let scratch = common::scratch::Scratch::new("kms-api-rsa");
+        let key = scratch.write(
+            "public.pem",
+            public["PublicKey"].as_str().unwrap().as_bytes(),
+        );
+        let plain = scratch.write("plain", secret);
+        let out = scratch.path("sealed");
+        let status = Command::new("openssl")
+            .args(["pkeyutl", "-encrypt", "-pubin", "-inkey"])
+            .arg(&key)
+            .args([
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha256",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha256",
+                "-in",
+            ])
+            .arg(&plain)
+            .arg("-out")
+            .arg(&out)
+            .status()
+            .expect("run openssl");
+        assert!(status.success());
+        let opened = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "AsymmetricDecrypt",
+            json!({"KeyId": "alias/rsa", "Algorithm": "RSAES_OAEP_SHA_256",
+                   "CiphertextBlob": b64.encode(scratch.read("sealed"))}),
+        )
+        .unwrap_or_else(|e| panic!("{sdk} AsymmetricDecrypt of OpenSSL's: {e:?}"));
+        assert_eq!(
+            b64.decode(opened["Plaintext"].as_str().unwrap()).unwrap(),
+            secret
+        );
+
+        // Past the algorithm's limit: refused, naming it.
+        let (code, message, _) = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "AsymmetricEncrypt",
+            json!({"KeyId": "alias/rsa", "Algorithm": "RSAES_OAEP_SHA_256",
+                   "Plaintext": b64.encode([7u8; 191])}),
+        )
+        .unwrap_err();
+        assert_eq!(code, "InvalidParameter", "{sdk}: {message}");
+    }
+}

@@ -228,6 +228,49 @@ pub async fn asymmetric_verify(call: &Call<'_>) -> Answer {
     }))
 }
 
+/// AsymmetricEncrypt: `Plaintext` (base64) under the version's public key.
+pub async fn asymmetric_encrypt(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("asymmetricencrypt", &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let version = version(call, &store)?;
+    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let plaintext = SecretBytes::new(decode(required(call.request, "Plaintext")?, "Plaintext")?);
+    let pem = store
+        .public_pem(&version)
+        .ok_or_else(|| not_asymmetric(metadata))?;
+    let public = PublicKey::from_spki_pem(metadata.key_spec, metadata.key_usage, &pem)?;
+    let ciphertext = crypto::asymmetric::encrypt(&public, algorithm, plaintext.expose())?;
+    Ok(call.document(&Sealed {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        ciphertext_blob: BASE64.encode(ciphertext),
+        request_id: call.request_id,
+    }))
+}
+
+/// AsymmetricDecrypt: `CiphertextBlob` (base64) with the version's private key; the
+/// plaintext back in base64.
+pub async fn asymmetric_decrypt(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("asymmetricdecrypt", &key).await?;
+    let (metadata, store) = usable(call, &key).await?;
+    let version = version(call, &store)?;
+    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let ciphertext = decode(required(call.request, "CiphertextBlob")?, "CiphertextBlob")?;
+    let pem = store
+        .private_pem(&version)
+        .ok_or_else(|| not_asymmetric(metadata))?;
+    let private = PrivateKey::from_pkcs8_pem(metadata.key_spec, metadata.key_usage, &pem)?;
+    let plaintext = crypto::asymmetric::decrypt(&private, algorithm, &ciphertext)?;
+    Ok(call.document(&Opened {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        plaintext: BASE64.encode(plaintext.expose()),
+        request_id: call.request_id,
+    }))
+}
+
 /// The key's metadata and store, for an operation that needs an Enabled key.
 async fn usable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, Store), ApiError> {
     let (metadata, store) = readable(call, key).await?;

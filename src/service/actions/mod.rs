@@ -65,6 +65,8 @@ pub async fn perform(
         "GetPublicKey" => crypto::get_public_key(&call).await,
         "AsymmetricSign" => crypto::asymmetric_sign(&call).await,
         "AsymmetricVerify" => crypto::asymmetric_verify(&call).await,
+        "AsymmetricEncrypt" => crypto::asymmetric_encrypt(&call).await,
+        "AsymmetricDecrypt" => crypto::asymmetric_decrypt(&call).await,
         other => Err(ApiError::unknown_action(other)),
     }
 }
