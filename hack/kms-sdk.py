@@ -8,6 +8,8 @@ itself there. It reads one JSON job on stdin:
     {"sdk": "v1" | "tea", "endpoint": "127.0.0.1:PORT", "access_key_id": "...",
      "access_key_secret": "...", "action": "DescribeKey", "params": {"KeyId": "..."}}
 
+("tea" also takes "bearer_token" instead of the pair: a ServiceAccount token.)
+
 and prints one JSON document: {"ok": <the response body>} or {"error": {"code": ...,
 "message": ..., "status": <HTTP status>}}. "v1" is aliyun-python-sdk-kms (signature v1,
 HMAC-SHA1, its typed request classes); "tea" is alibabacloud-kms20160120 (ACS3-HMAC-SHA256).
@@ -92,9 +94,13 @@ def call_tea(job: dict) -> dict:
     from alibabacloud_tea_openapi.models import Config
     from Tea.exceptions import TeaException
 
-    config = Config(access_key_id=job["access_key_id"],
-                    access_key_secret=job["access_key_secret"],
-                    region_id=REGION, protocol="http", endpoint=job["endpoint"])
+    if job.get("bearer_token"):
+        config = Config(bearer_token=job["bearer_token"], region_id=REGION, protocol="http",
+                        endpoint=job["endpoint"])
+    else:
+        config = Config(access_key_id=job["access_key_id"],
+                        access_key_secret=job["access_key_secret"],
+                        region_id=REGION, protocol="http", endpoint=job["endpoint"])
     client = Client(config)
     action = job["action"]
     params = dict(job.get("params", {}))

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/kms-sdk.py");
 const BOTH_SDKS: [&str; 2] = ["v1", "tea"];
 
+type Outcome = Result<Value, (String, String, Option<u64>)>;
+
 /// One call through `sdk`; the response body, or the error's (code, message, status).
 fn call(
     sdk: &str,
@@ -26,11 +28,23 @@ fn call(
     pair: &(String, String),
     action: &str,
     params: Value,
-) -> Result<Value, (String, String, Option<u64>)> {
-    let job = json!({
+) -> Outcome {
+    run_sdk(json!({
         "sdk": sdk, "endpoint": endpoint, "access_key_id": pair.0,
         "access_key_secret": pair.1, "action": action, "params": params,
-    });
+    }))
+}
+
+/// One call through the current SDK with a bearer token instead of a pair.
+fn call_with_token(endpoint: &str, token: &str, action: &str, params: Value) -> Outcome {
+    run_sdk(json!({
+        "sdk": "tea", "endpoint": endpoint, "bearer_token": token, "action": action,
+        "params": params,
+    }))
+}
+
+fn run_sdk(job: Value) -> Outcome {
+    let (sdk, action) = (job["sdk"].clone(), job["action"].clone());
     let mut child = Command::new(SDK)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -146,6 +160,23 @@ async fn access_key(env: &TestEnv, name: &str, account: &str) -> (String, String
     (entry("accessKeyId"), entry("accessKeySecret"))
 }
 
+/// A token of ServiceAccount `account` for `audience` (the TokenRequest API).
+async fn service_account_token(env: &TestEnv, account: &str, audience: &str) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let request = json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": [audience], "expirationSeconds": 600},
+    });
+    let issued: Value = accounts
+        .create_subresource("token", account, &PostParams::default(), &request)
+        .await
+        .expect("a TokenRequest");
+    issued["status"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_string()
+}
+
 async fn kms_api_endpoint(env: &TestEnv) -> String {
     eventually("the KMS API address in the log", || async {
         logged_field(&env.operator_log(0), "serving the KMS API", "kms_api_addr")
@@ -244,6 +275,22 @@ async fn the_official_sdks_describe_and_list_keys_as_rbac_allows() {
             "{sdk}: the error shows the secret"
         );
     }
+
+    // A ServiceAccount token for the audience keyward acts as its ServiceAccount; one for
+    // another audience is refused.
+    let token = service_account_token(&env, "api", "keyward").await;
+    let listed = call_with_token(&endpoint, &token, "ListKeys", json!({}))
+        .unwrap_or_else(|e| panic!("ListKeys with a bearer token: {e:?}"));
+    assert_eq!(listed["TotalCount"], 1, "{listed}");
+    let other = service_account_token(&env, "api", "someone-else").await;
+    let (code, message, status) =
+        call_with_token(&endpoint, &other, "ListKeys", json!({})).unwrap_err();
+    assert_eq!(
+        (code.as_str(), status),
+        ("InvalidBearerToken", Some(401)),
+        "{message}"
+    );
+    assert!(!message.contains(&other), "the error shows the token");
 
     // Deleting the AccessKey revokes the pair.
     let api: Api<AccessKey> = Api::namespaced(env.client.clone(), &env.namespace);
