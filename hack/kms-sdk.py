@@ -8,7 +8,8 @@ itself there. It reads one JSON job on stdin:
     {"sdk": "v1" | "tea", "endpoint": "127.0.0.1:PORT", "access_key_id": "...",
      "access_key_secret": "...", "action": "DescribeKey", "params": {"KeyId": "..."}}
 
-("tea" also takes "bearer_token" instead of the pair: a ServiceAccount token.)
+("tea" also takes "bearer_token" instead of the pair: a ServiceAccount token; "v1" takes
+"ca_bundle", a PEM file, to call over HTTPS trusting that CA only.)
 
 and prints one JSON document: {"ok": <the response body>} or {"error": {"code": ...,
 "message": ..., "status": <HTTP status>}}. "v1" is aliyun-python-sdk-kms (signature v1,
@@ -70,8 +71,13 @@ def call_v1(job: dict) -> dict:
     from aliyunsdkcore.acs_exception.exceptions import ServerException
     from aliyunsdkcore.client import AcsClient
 
+    scheme = "http://"
+    if job.get("ca_bundle"):
+        # HTTPS, trusting only the given CA (read by the SDK when each request is sent).
+        os.environ["ALIBABA_CLOUD_CA_BUNDLE"] = job["ca_bundle"]
+        scheme = "https://"
     client = AcsClient(job["access_key_id"], job["access_key_secret"], REGION)
-    client.add_endpoint(REGION, "Kms", "http://" + job["endpoint"])
+    client.add_endpoint(REGION, "Kms", scheme + job["endpoint"])
     action = job["action"]
     module = importlib.import_module(f"aliyunsdkkms.request.v20160120.{action}Request")
     request = getattr(module, f"{action}Request")()

@@ -14,6 +14,7 @@ use keyward::runtime::http;
 use keyward::runtime::leader::{Candidate, LeaseConfig};
 use keyward::runtime::metrics::Telemetry;
 use keyward::runtime::shutdown::Shutdown;
+use keyward::service::server::Transport;
 
 #[derive(Parser)]
 #[command(
@@ -100,9 +101,21 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_KMS_API_ADDR")]
     kms_api_addr: Option<std::net::SocketAddr>,
 
+    /// The KMS API's TLS certificate chain (PEM), e.g. a cert-manager Secret's tls.crt.
+    #[arg(long, env = "KEYWARD_KMS_API_TLS_CERT", requires = "kms_api_tls_key")]
+    kms_api_tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of --kms-api-tls-cert.
+    #[arg(long, env = "KEYWARD_KMS_API_TLS_KEY", requires = "kms_api_tls_cert")]
+    kms_api_tls_key: Option<std::path::PathBuf>,
+
     /// Serve the KMS API over plain HTTP: only for local development and tests (credentials
     /// and plaintexts would cross the network unencrypted).
-    #[arg(long, env = "KEYWARD_KMS_API_INSECURE_HTTP")]
+    #[arg(
+        long,
+        env = "KEYWARD_KMS_API_INSECURE_HTTP",
+        conflicts_with = "kms_api_tls_cert"
+    )]
     kms_api_insecure_http: bool,
 
     /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader runs the
@@ -246,7 +259,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%http_addr, "serving /healthz, /readyz and /metrics");
     tokio::spawn(http::serve(listener, telemetry.clone()));
     if let Some(addr) = args.kms_api_addr {
-        serve_kms_api(addr, args.kms_api_insecure_http, &kube, &scope).await?;
+        let transport = match (&args.kms_api_tls_cert, &args.kms_api_tls_key) {
+            (Some(cert), Some(key)) => Transport::Tls(keyward::service::tls::acceptor(cert, key)?),
+            _ if args.kms_api_insecure_http => Transport::Plain,
+            _ => anyhow::bail!(
+                "--kms-api-addr needs --kms-api-tls-cert and --kms-api-tls-key (or, for local \
+                 development only, --kms-api-insecure-http)"
+            ),
+        };
+        serve_kms_api(addr, transport, &kube, &scope).await?;
     }
     let ctx = Arc::new(Context::new(
         kube.clone(),
@@ -276,14 +297,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Starts the KMS API on `addr`, with its own caches (a standby serves it too).
 async fn serve_kms_api(
     addr: std::net::SocketAddr,
-    insecure_http: bool,
+    transport: Transport,
     kube: &Kube,
     scope: &Scope,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        insecure_http,
-        "--kms-api-addr needs --kms-api-insecure-http: TLS for the KMS API is not built yet"
-    );
     let (caches, watches) = keyward::service::caches::Caches::start(kube.client().clone(), scope);
     tokio::spawn(watches);
     let ctx = Arc::new(keyward::service::ApiContext {
@@ -298,9 +315,12 @@ async fn serve_kms_api(
     let (listener, bound) = http::bind(addr)
         .await
         .with_context(|| format!("binding --kms-api-addr {addr}"))?;
-    tracing::warn!(kms_api_addr = %bound,
-        "serving the KMS API over plain HTTP (--kms-api-insecure-http): for development only");
-    tokio::spawn(keyward::service::server::serve(listener, ctx));
+    match transport {
+        Transport::Tls(_) => tracing::info!(kms_api_addr = %bound, "serving the KMS API (HTTPS)"),
+        Transport::Plain => tracing::warn!(kms_api_addr = %bound,
+            "serving the KMS API over plain HTTP (--kms-api-insecure-http): for development only"),
+    }
+    tokio::spawn(keyward::service::server::serve(listener, transport, ctx));
     Ok(())
 }
 

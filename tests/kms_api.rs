@@ -628,3 +628,54 @@ async fn rsa_encryption_keys_decrypt_what_openssl_encrypts_with_their_public_key
         assert_eq!(code, "InvalidParameter", "{sdk}: {message}");
     }
 }
+
+#[tokio::test]
+async fn the_api_is_served_over_tls_from_pem_files() {
+    let scratch = common::scratch::Scratch::new("kms-api-tls");
+    let (cert, key) = (scratch.path("tls.crt"), scratch.path("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=keyward-kms"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut env = TestEnv::new("kms-api-tls").await;
+    env.start_operator(&[
+        "--kms-api-addr",
+        "127.0.0.1:0",
+        "--kms-api-tls-cert",
+        cert.to_str().unwrap(),
+        "--kms-api-tls-key",
+        key.to_str().unwrap(),
+    ]);
+    create_service_account(&env, "reader").await;
+    grant(&env, "reader", &["listkeys"]).await;
+    let pair = access_key(&env, "reader-key", "reader").await;
+    let endpoint = kms_api_endpoint(&env).await;
+    let job = json!({
+        "sdk": "v1", "endpoint": endpoint, "access_key_id": pair.0,
+        "access_key_secret": pair.1, "action": "ListKeys", "params": {},
+        "ca_bundle": cert.to_str().unwrap(),
+    });
+    let listed = run_sdk(job).unwrap_or_else(|e| panic!("ListKeys over HTTPS: {e:?}"));
+    assert_eq!(listed["TotalCount"], 0, "{listed}");
+    assert!(
+        env.operator_log(0).contains("serving the KMS API (HTTPS)"),
+        "the operator says it serves HTTPS"
+    );
+}

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod request;
 pub mod server;
 pub mod signing;
+pub mod tls;
 
 use crate::cluster::Kube;
 use crate::error::Error;

@@ -11,14 +11,22 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::error::ApiError;
 use super::request::{ApiRequest, MAX_BODY_BYTES};
 use super::{ApiContext, actions, identity};
 use crate::kms::response::{self, Format};
 
-/// Serves plain HTTP until the process ends (`--kms-api-insecure-http`).
-pub async fn serve(listener: TcpListener, ctx: Arc<ApiContext>) {
+/// How connections arrive: TLS, or plain HTTP (`--kms-api-insecure-http`).
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(TlsAcceptor),
+}
+
+/// Serves until the process ends.
+pub async fn serve(listener: TcpListener, transport: Transport, ctx: Arc<ApiContext>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -27,16 +35,29 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ApiContext>) {
                 continue;
             }
         };
-        let ctx = ctx.clone();
+        let (ctx, transport) = (ctx.clone(), transport.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| answer(request, ctx.clone()));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "KMS API connection ended with an error");
+            match transport {
+                Transport::Plain => connection(stream, ctx).await,
+                Transport::Tls(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => connection(stream, ctx).await,
+                    Err(e) => tracing::debug!(error = %e, "KMS API TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+async fn connection<S>(stream: S, ctx: Arc<ApiContext>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| answer(request, ctx.clone()));
+    if let Err(e) = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(error = %e, "KMS API connection ended with an error");
     }
 }
 
