@@ -679,3 +679,70 @@ async fn the_api_is_served_over_tls_from_pem_files() {
         "the operator says it serves HTTPS"
     );
 }
+
+#[tokio::test]
+async fn data_encrypted_before_a_rotation_still_decrypts_after_it() {
+    let mut env = TestEnv::new("kms-api-rotation").await;
+    env.start_operator(&[
+        "--kms-api-addr",
+        "127.0.0.1:0",
+        "--kms-api-insecure-http",
+        "--min-rotation-interval",
+        "1s",
+    ]);
+    env.apply_key("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: turning}\nspec: {enableAutomaticRotation: true, rotationInterval: 2s}\n")
+        .await;
+    env.wait_ready("turning").await;
+    create_service_account(&env, "app").await;
+    grant(&env, "app", &["encrypt", "decrypt"]).await;
+    let pair = access_key(&env, "app-key", "app").await;
+    let endpoint = kms_api_endpoint(&env).await;
+
+    let before = call(
+        "tea",
+        &endpoint,
+        &pair,
+        "Encrypt",
+        json!({"KeyId": "alias/turning", "Plaintext": "sealed before"}),
+    )
+    .unwrap_or_else(|e| panic!("Encrypt: {e:?}"));
+    let first_version = before["KeyVersionId"].as_str().unwrap().to_string();
+    // Proof of a rotation: the key's newest version is another one.
+    env.wait_key("turning", "rotated", |k| {
+        k.status
+            .as_ref()
+            .and_then(|s| s.key_metadata.as_ref())
+            .is_some_and(|m| {
+                m.primary_key_version
+                    .as_deref()
+                    .is_some_and(|v| v != first_version)
+            })
+    })
+    .await;
+    let after = call(
+        "tea",
+        &endpoint,
+        &pair,
+        "Encrypt",
+        json!({"KeyId": "alias/turning", "Plaintext": "sealed after"}),
+    )
+    .unwrap();
+    assert_ne!(
+        after["KeyVersionId"], before["KeyVersionId"],
+        "encrypts under the new version"
+    );
+    for sdk in BOTH_SDKS {
+        for (sealed, text) in [(&before, "sealed before"), (&after, "sealed after")] {
+            let opened = call(
+                sdk,
+                &endpoint,
+                &pair,
+                "Decrypt",
+                json!({"CiphertextBlob": sealed["CiphertextBlob"]}),
+            )
+            .unwrap_or_else(|e| panic!("{sdk} Decrypt after the rotation: {e:?}"));
+            assert_eq!(opened["Plaintext"], text, "{sdk}");
+            assert_eq!(opened["KeyVersionId"], sealed["KeyVersionId"], "{sdk}");
+        }
+    }
+}
