@@ -185,22 +185,63 @@ pub async fn get_public_key(call: &Call<'_>) -> Answer {
     }))
 }
 
+/// What every asymmetric operation starts from: a Key the caller may `verb`, Enabled, the
+/// version asked for (the newest by default) and the algorithm.
+struct AsymmetricCall {
+    metadata: KeyMetadata,
+    store: Store,
+    version: String,
+    algorithm: Algorithm,
+}
+
+impl AsymmetricCall {
+    async fn open(call: &Call<'_>, verb: &str) -> Result<Self, ApiError> {
+        let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+        call.authorize(verb, &key).await?;
+        let (metadata, store) = usable(call, &key).await?;
+        Ok(AsymmetricCall {
+            metadata: metadata.clone(),
+            version: version(call, &store)?,
+            algorithm: Algorithm::parse(required(call.request, "Algorithm")?)?,
+            store,
+        })
+    }
+
+    fn private_key(&self) -> Result<PrivateKey, ApiError> {
+        let metadata = &self.metadata;
+        let pem = self
+            .store
+            .private_pem(&self.version)
+            .ok_or_else(|| not_asymmetric(metadata))?;
+        Ok(PrivateKey::from_pkcs8_pem(
+            metadata.key_spec,
+            metadata.key_usage,
+            &pem,
+        )?)
+    }
+
+    fn public_key(&self) -> Result<PublicKey, ApiError> {
+        let metadata = &self.metadata;
+        let pem = self
+            .store
+            .public_pem(&self.version)
+            .ok_or_else(|| not_asymmetric(metadata))?;
+        Ok(PublicKey::from_spki_pem(
+            metadata.key_spec,
+            metadata.key_usage,
+            &pem,
+        )?)
+    }
+}
+
 /// AsymmetricSign: a signature of the caller's `Digest` (base64), DER for ECDSA and SM2.
 pub async fn asymmetric_sign(call: &Call<'_>) -> Answer {
-    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
-    call.authorize("asymmetricsign", &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
-    let version = version(call, &store)?;
-    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let key = AsymmetricCall::open(call, "asymmetricsign").await?;
     let digest = decode(required(call.request, "Digest")?, "Digest")?;
-    let pem = store
-        .private_pem(&version)
-        .ok_or_else(|| not_asymmetric(metadata))?;
-    let private = PrivateKey::from_pkcs8_pem(metadata.key_spec, metadata.key_usage, &pem)?;
-    let signature = crypto::asymmetric::sign(&private, algorithm, &digest)?;
+    let signature = crypto::asymmetric::sign(&key.private_key()?, key.algorithm, &digest)?;
     Ok(call.document(&Signed {
-        key_id: &metadata.key_id,
-        key_version_id: &version,
+        key_id: &key.metadata.key_id,
+        key_version_id: &key.version,
         value: BASE64.encode(signature),
         request_id: call.request_id,
     }))
@@ -208,21 +249,13 @@ pub async fn asymmetric_sign(call: &Call<'_>) -> Answer {
 
 /// AsymmetricVerify: whether `Value` (base64) is a signature of `Digest` by the version.
 pub async fn asymmetric_verify(call: &Call<'_>) -> Answer {
-    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
-    call.authorize("asymmetricverify", &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
-    let version = version(call, &store)?;
-    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let key = AsymmetricCall::open(call, "asymmetricverify").await?;
     let digest = decode(required(call.request, "Digest")?, "Digest")?;
     let signature = decode(required(call.request, "Value")?, "Value")?;
-    let pem = store
-        .public_pem(&version)
-        .ok_or_else(|| not_asymmetric(metadata))?;
-    let public = PublicKey::from_spki_pem(metadata.key_spec, metadata.key_usage, &pem)?;
-    let value = crypto::asymmetric::verify(&public, algorithm, &digest, &signature)?;
+    let value = crypto::asymmetric::verify(&key.public_key()?, key.algorithm, &digest, &signature)?;
     Ok(call.document(&Verified {
-        key_id: &metadata.key_id,
-        key_version_id: &version,
+        key_id: &key.metadata.key_id,
+        key_version_id: &key.version,
         value,
         request_id: call.request_id,
     }))
@@ -230,20 +263,13 @@ pub async fn asymmetric_verify(call: &Call<'_>) -> Answer {
 
 /// AsymmetricEncrypt: `Plaintext` (base64) under the version's public key.
 pub async fn asymmetric_encrypt(call: &Call<'_>) -> Answer {
-    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
-    call.authorize("asymmetricencrypt", &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
-    let version = version(call, &store)?;
-    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let key = AsymmetricCall::open(call, "asymmetricencrypt").await?;
     let plaintext = SecretBytes::new(decode(required(call.request, "Plaintext")?, "Plaintext")?);
-    let pem = store
-        .public_pem(&version)
-        .ok_or_else(|| not_asymmetric(metadata))?;
-    let public = PublicKey::from_spki_pem(metadata.key_spec, metadata.key_usage, &pem)?;
-    let ciphertext = crypto::asymmetric::encrypt(&public, algorithm, plaintext.expose())?;
+    let ciphertext =
+        crypto::asymmetric::encrypt(&key.public_key()?, key.algorithm, plaintext.expose())?;
     Ok(call.document(&Sealed {
-        key_id: &metadata.key_id,
-        key_version_id: &version,
+        key_id: &key.metadata.key_id,
+        key_version_id: &key.version,
         ciphertext_blob: BASE64.encode(ciphertext),
         request_id: call.request_id,
     }))
@@ -252,20 +278,12 @@ pub async fn asymmetric_encrypt(call: &Call<'_>) -> Answer {
 /// AsymmetricDecrypt: `CiphertextBlob` (base64) with the version's private key; the
 /// plaintext back in base64.
 pub async fn asymmetric_decrypt(call: &Call<'_>) -> Answer {
-    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
-    call.authorize("asymmetricdecrypt", &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
-    let version = version(call, &store)?;
-    let algorithm = Algorithm::parse(required(call.request, "Algorithm")?)?;
+    let key = AsymmetricCall::open(call, "asymmetricdecrypt").await?;
     let ciphertext = decode(required(call.request, "CiphertextBlob")?, "CiphertextBlob")?;
-    let pem = store
-        .private_pem(&version)
-        .ok_or_else(|| not_asymmetric(metadata))?;
-    let private = PrivateKey::from_pkcs8_pem(metadata.key_spec, metadata.key_usage, &pem)?;
-    let plaintext = crypto::asymmetric::decrypt(&private, algorithm, &ciphertext)?;
+    let plaintext = crypto::asymmetric::decrypt(&key.private_key()?, key.algorithm, &ciphertext)?;
     Ok(call.document(&Opened {
-        key_id: &metadata.key_id,
-        key_version_id: &version,
+        key_id: &key.metadata.key_id,
+        key_version_id: &key.version,
         plaintext: BASE64.encode(plaintext.expose()),
         request_id: call.request_id,
     }))
