@@ -37,19 +37,7 @@ pub async fn reconcile(access_key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<
             .get_secret(store_namespace, &credential_name(&namespace, &name))
             .await?;
         let issued = ctx.kube.get_secret(&namespace, &secret_name).await?;
-        let selector = format!(
-            "{},{}={}",
-            labels::managed_selector(),
-            labels::ACCESS_KEY,
-            labels::key_label_value(&name)
-        );
-        let former: Vec<Secret> = ctx
-            .kube
-            .list_secrets(Some(&namespace), &selector)
-            .await?
-            .into_iter()
-            .filter(|s| s.name_any() != secret_name && is_pair_of(s, &access_key))
-            .collect();
+        let former = former_pairs(&ctx, &access_key, &namespace, &secret_name).await?;
         let observed = ObservedAccessKey {
             access_key: &access_key,
             credential: credential
@@ -108,6 +96,42 @@ pub async fn reconcile(access_key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<
     Ok(Action::requeue(Duration::from_secs(1)))
 }
 
+/// keyward's pair Secrets of `access_key` under names other than `secret_name`. Listed only
+/// while the status does not yet name `secret_name` as the Secret (a first issue, or a
+/// `secretName` change in progress): otherwise there are none to find.
+async fn former_pairs(
+    ctx: &Context,
+    access_key: &AccessKey,
+    namespace: &str,
+    secret_name: &str,
+) -> Result<Vec<Secret>, Error> {
+    let reported = access_key
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.as_deref());
+    if reported == Some(secret_name) {
+        return Ok(Vec::new());
+    }
+    let listed = ctx
+        .kube
+        .list_secrets(Some(namespace), &pairs_selector(&access_key.name_any()))
+        .await?;
+    Ok(listed
+        .into_iter()
+        .filter(|s| s.name_any() != secret_name && is_pair_of(s, access_key))
+        .collect())
+}
+
+/// The selector of keyward's pair Secrets of AccessKey `name`.
+fn pairs_selector(name: &str) -> String {
+    format!(
+        "{},{}={}",
+        labels::managed_selector(),
+        labels::ACCESS_KEY,
+        labels::key_label_value(name)
+    )
+}
+
 /// keyward's copy of a pair whose AccessKey is gone (deleted, or its namespace), or is
 /// another object of the same name now: deleted, as read, with the Secrets it was issued into.
 /// Decided on a live read of the AccessKey, as destruction of key material is.
@@ -146,13 +170,11 @@ pub async fn revoke_orphan(
     tracing::info!(%namespace, access_key = %owner.name, access_key_id = %revoked.access_key_id,
         "revoked the pair of a deleted AccessKey");
     // Its issued Secrets, while the namespace is there: only those holding this very pair.
-    let selector = format!(
-        "{},{}={}",
-        labels::managed_selector(),
-        labels::ACCESS_KEY,
-        labels::key_label_value(&owner.name)
-    );
-    for issued in ctx.kube.list_secrets(Some(&namespace), &selector).await? {
+    for issued in ctx
+        .kube
+        .list_secrets(Some(&namespace), &pairs_selector(&owner.name))
+        .await?
+    {
         if revoked.is_in(&issued) {
             ctx.kube.delete_if_unchanged(&issued).await?;
         }

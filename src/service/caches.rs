@@ -1,6 +1,8 @@
 //! What the API reads, each its own watch: every replica serves the API, leader or not, so it
 //! does not borrow the controllers' caches (which only the leader runs).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -18,6 +20,8 @@ pub struct Caches {
     /// keyward's copies of AccessKey pairs (the store namespace; small, and whole: a signature
     /// is checked against the secret).
     credentials: reflector::Store<Secret>,
+    /// Set once every cache held its first full list: a filled cache stays filled.
+    filled: AtomicBool,
 }
 
 impl Caches {
@@ -66,6 +70,7 @@ impl Caches {
                 keys,
                 access_keys,
                 credentials,
+                filled: AtomicBool::new(false),
             },
             watches,
         )
@@ -73,8 +78,11 @@ impl Caches {
 
     /// Whether every cache holds its first full list: until then no answer can be trusted.
     pub fn synced(&self) -> bool {
+        if self.filled.load(Ordering::Relaxed) {
+            return true;
+        }
         let ready = |wait: futures::future::BoxFuture<'_, bool>| wait.now_or_never() == Some(true);
-        ready(self.keys.wait_until_ready().map(|r| r.is_ok()).boxed())
+        let filled = ready(self.keys.wait_until_ready().map(|r| r.is_ok()).boxed())
             && ready(
                 self.access_keys
                     .wait_until_ready()
@@ -86,7 +94,9 @@ impl Caches {
                     .wait_until_ready()
                     .map(|r| r.is_ok())
                     .boxed(),
-            )
+            );
+        self.filled.store(filled, Ordering::Relaxed);
+        filled
     }
 
     /// The credential of `access_key_id`, if keyward issued it and its AccessKey still exists

@@ -46,15 +46,27 @@ pub const RECORD_ENTRY: &str = "key.json";
 /// The store entry holding an EXTERNAL key's wrapping private key.
 pub const WRAPPING_KEY_ENTRY: &str = "import.private.pem";
 
+/// The entry of a symmetric version's key bytes.
+fn symmetric_entry(version_id: &str) -> String {
+    format!("{version_id}.key")
+}
+
+/// The entry of an asymmetric version's private key (PKCS#8 PEM).
+fn private_entry(version_id: &str) -> String {
+    format!("{version_id}.private.pem")
+}
+
+/// The entry of an asymmetric version's public key (SPKI PEM).
+fn public_entry(version_id: &str) -> String {
+    format!("{version_id}.public.pem")
+}
+
 /// The data entries of one version's material, named by version id.
 fn version_entries(key_spec: KeySpec, version_id: &str) -> Vec<String> {
     if key_spec.is_symmetric() {
-        vec![format!("{version_id}.key")]
+        vec![symmetric_entry(version_id)]
     } else {
-        vec![
-            format!("{version_id}.private.pem"),
-            format!("{version_id}.public.pem"),
-        ]
+        vec![private_entry(version_id), public_entry(version_id)]
     }
 }
 
@@ -228,7 +240,7 @@ pub fn with_imported_material(
     let version = record.imported.as_ref()?;
     let mut updated = with_record(store, record);
     updated.data.get_or_insert_default().insert(
-        format!("{}.key", version.key_version_id),
+        symmetric_entry(&version.key_version_id),
         ByteString(material.expose().to_vec()),
     );
     updated
@@ -271,7 +283,7 @@ fn material_entries(version_id: &str, material: &Material) -> Vec<(String, ByteS
     match material {
         Material::Symmetric { key } => {
             vec![(
-                format!("{version_id}.key"),
+                symmetric_entry(version_id),
                 ByteString(key.expose().to_vec()),
             )]
         }
@@ -280,11 +292,11 @@ fn material_entries(version_id: &str, material: &Material) -> Vec<(String, ByteS
             public_pem,
         } => vec![
             (
-                format!("{version_id}.private.pem"),
+                private_entry(version_id),
                 ByteString(private_pem.expose().to_vec()),
             ),
             (
-                format!("{version_id}.public.pem"),
+                public_entry(version_id),
                 ByteString(public_pem.as_bytes().to_vec()),
             ),
         ],
@@ -373,19 +385,19 @@ impl Store {
 
     /// The material of version `version_id` of a symmetric key (raw key bytes).
     pub fn symmetric_key(&self, version_id: &str) -> Option<SecretBytes> {
-        let entry = self.entry(&format!("{version_id}.key"))?;
+        let entry = self.entry(&symmetric_entry(version_id))?;
         Some(SecretBytes::new(entry.0.clone()))
     }
 
     /// The private key (PKCS#8 PEM) of version `version_id` of an asymmetric key.
     pub fn private_pem(&self, version_id: &str) -> Option<SecretBytes> {
-        let entry = self.entry(&format!("{version_id}.private.pem"))?;
+        let entry = self.entry(&private_entry(version_id))?;
         Some(SecretBytes::new(entry.0.clone()))
     }
 
     /// The public key (SPKI PEM) of version `version_id` of an asymmetric key.
     pub fn public_pem(&self, version_id: &str) -> Option<String> {
-        let entry = self.entry(&format!("{version_id}.public.pem"))?;
+        let entry = self.entry(&public_entry(version_id))?;
         String::from_utf8(entry.0.clone()).ok()
     }
 

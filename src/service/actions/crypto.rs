@@ -6,12 +6,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use super::{Answer, Call, find_key, required};
+use super::{Answer, Call, find_key, metadata_of, required};
 use crate::api::{Key, KeyMetadata, KeyState, KeyUsage};
 use crate::kms::crypto::{self, Algorithm, EncryptionContext, PrivateKey, PublicKey};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::SecretBytes;
-use crate::kms::response;
 use crate::service::error::ApiError;
 use crate::store::{Store, store_name};
 
@@ -311,10 +310,7 @@ async fn usable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, S
 
 /// The key's metadata and its store, read live (the material of this call only).
 async fn readable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, Store), ApiError> {
-    let metadata = response::key_metadata(key).map_err(|error| ApiError {
-        status: http::StatusCode::NOT_FOUND,
-        error,
-    })?;
+    let metadata = metadata_of(key)?;
     let (namespace, name) = (key.namespace().unwrap_or_default(), key.name_any());
     let secret = call
         .ctx

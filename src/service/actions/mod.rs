@@ -11,8 +11,8 @@ use super::ApiContext;
 use super::error::ApiError;
 use super::identity::Caller;
 use super::request::ApiRequest;
-use crate::api::Key;
-use crate::kms::response::{self, Format};
+use crate::api::{Key, KeyMetadata};
+use crate::kms::response;
 
 /// ListKeys pages: the KMS's default and largest page sizes.
 const DEFAULT_PAGE_SIZE: usize = 10;
@@ -48,7 +48,6 @@ pub async fn perform(
     action: &str,
     request_id: &str,
 ) -> Answer {
-    let format = request.format();
     let call = Call {
         ctx,
         caller,
@@ -56,8 +55,8 @@ pub async fn perform(
         request_id,
     };
     match action {
-        "DescribeKey" => describe_key(ctx, caller, request, request_id, format).await,
-        "ListKeys" => list_keys(ctx, caller, request, request_id, format).await,
+        "DescribeKey" => describe_key(&call).await,
+        "ListKeys" => list_keys(&call).await,
         "Encrypt" => crypto::encrypt(&call).await,
         "Decrypt" => crypto::decrypt(&call).await,
         "GenerateDataKey" => crypto::generate_data_key(&call, true).await,
@@ -71,29 +70,19 @@ pub async fn perform(
     }
 }
 
-async fn describe_key(
-    ctx: &ApiContext,
-    caller: &Caller,
-    request: &ApiRequest,
-    request_id: &str,
-    format: Format,
-) -> Result<String, ApiError> {
-    let key = find_key(ctx, caller, required(request, "KeyId")?)?;
-    authorize(ctx, caller, "describekey", &key).await?;
-    let metadata = response::key_metadata(&key).map_err(|e| ApiError {
-        status: http::StatusCode::NOT_FOUND,
-        error: e,
-    })?;
-    Ok(response::describe_key(metadata, request_id, format))
+async fn describe_key(call: &Call<'_>) -> Answer {
+    let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+    call.authorize("describekey", &key).await?;
+    let metadata = metadata_of(&key)?;
+    Ok(response::describe_key(
+        metadata,
+        call.request_id,
+        call.request.format(),
+    ))
 }
 
-async fn list_keys(
-    ctx: &ApiContext,
-    caller: &Caller,
-    request: &ApiRequest,
-    request_id: &str,
-    format: Format,
-) -> Result<String, ApiError> {
+async fn list_keys(call: &Call<'_>) -> Answer {
+    let (ctx, caller, request) = (call.ctx, call.caller, call.request);
     let page_number = page_parameter(request, "PageNumber", 1, usize::MAX)?;
     let page_size = page_parameter(request, "PageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let namespace = &caller.namespace;
@@ -129,9 +118,18 @@ async fn list_keys(
         total,
         page_number,
         page_size,
-        request_id,
-        format,
+        call.request_id,
+        request.format(),
     ))
+}
+
+/// A Key's KeyMetadata; a Key without it (not created, or refused) answers what its Ready
+/// condition says, as not found.
+fn metadata_of(key: &Key) -> Result<&KeyMetadata, ApiError> {
+    response::key_metadata(key).map_err(|error| ApiError {
+        status: http::StatusCode::NOT_FOUND,
+        error,
+    })
 }
 
 /// The Key a `KeyId` parameter names: a KeyId, an ARN (`acs:kms:<region>:<account>:key/<id>`),
