@@ -10,6 +10,7 @@
 //! * [`env`]: [`TestEnv`], one test's namespace and operator processes, cleaned up (and
 //!   checked for leaks, and dumped on failure) when dropped;
 //! * [`objects`]: applying, reading and waiting for Keys, KeyVersions, Secrets and events;
+//! * [`kms`]: calling the KMS API through the official SDKs, with AccessKeys and RBAC grants;
 //! * [`leak`]: the key-material leak check run on the operators' logs;
 //! * [`manifests`]: Key and KeyVersion manifests, and the files of examples/;
 //! * [`operator`]: operator processes a test starts itself, and what operators tell (log
@@ -24,6 +25,7 @@
 
 pub mod cluster;
 pub mod env;
+pub mod kms;
 pub mod leak;
 pub mod manifests;
 pub mod objects;
