@@ -17,6 +17,8 @@ pub enum Error {
     Stale(&'static str),
     #[error("namespace {0} does not exist: create it, or name another with --store-namespace")]
     NamespaceMissing(String),
+    #[error("waiting for the controller's answer failed: {0}")]
+    Wait(String),
 }
 
 impl Error {
@@ -30,6 +32,7 @@ impl Error {
             Error::MissingObjectField(_) => "InvalidObject",
             Error::NamespaceMissing(_) => "NamespaceMissing",
             Error::Stale(_) => "Stale",
+            Error::Wait(_) => "KubeApi",
         }
     }
 }

@@ -267,7 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                  development only, --kms-api-insecure-http)"
             ),
         };
-        serve_kms_api(addr, transport, &kube, &scope).await?;
+        serve_kms_api(addr, transport, &kube, &scope, &settings.rules).await?;
     }
     let ctx = Arc::new(Context::new(
         kube.clone(),
@@ -300,12 +300,15 @@ async fn serve_kms_api(
     transport: Transport,
     kube: &Kube,
     scope: &Scope,
+    rules: &RuleSettings,
 ) -> anyhow::Result<()> {
     let (caches, watches) = keyward::service::caches::Caches::start(kube.client().clone(), scope);
     tokio::spawn(watches);
     let ctx = Arc::new(keyward::service::ApiContext {
         kube: kube.clone(),
         store_namespace: scope.store_namespace.clone(),
+        watch_namespace: scope.namespace.clone(),
+        rules: rules.clone(),
         caches,
         nonces: keyward::service::signing::NonceCache::new(
             keyward::service::signing::NonceCache::DEFAULT_CAPACITY,

@@ -45,6 +45,8 @@ pub const ACCESS_KEY: &str = "keyward.dev/access-key";
 pub const ACCESS_KEY_UID: &str = "keyward.dev/access-key-uid";
 /// Annotation on a credential: the ServiceAccount requests signed with it act as.
 pub const SERVICE_ACCOUNT: &str = "keyward.dev/service-account";
+/// Annotation on a Key or KeyVersion the KMS API created: the user who asked for it.
+pub const CREATED_BY: &str = "keyward.dev/created-by";
 
 /// The finalizer that holds a protected Key's deletion.
 pub const DELETION_PROTECTION_FINALIZER: &str = "keyward.dev/deletion-protection";

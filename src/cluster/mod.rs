@@ -2,6 +2,9 @@
 //! events. Every write is create-only or conditional where a lost race could lose material.
 
 mod events;
+mod requests;
+
+pub use requests::{API_MANAGER, Waited};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
 use k8s_openapi::api::authorization::v1::{

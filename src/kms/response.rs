@@ -211,7 +211,7 @@ struct KeyEntry<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct CreateKeyVersionResponse<'a> {
+struct KeyVersionResponse<'a> {
     key_version: KeyVersionDocument<'a>,
     request_id: &'a str,
 }
@@ -258,9 +258,30 @@ pub fn list_key_versions(
     request_id: &str,
     format: Format,
 ) -> String {
+    list_key_versions_page(
+        key_id,
+        versions,
+        versions.len(),
+        1,
+        versions.len(),
+        request_id,
+        format,
+    )
+}
+
+/// One page of the ListKeyVersions response: the versions on it, of `total` in all.
+pub fn list_key_versions_page(
+    key_id: &str,
+    page: &[KeyVersionEntry],
+    total: usize,
+    page_number: usize,
+    page_size: usize,
+    request_id: &str,
+    format: Format,
+) -> String {
     let document = ListKeyVersionsResponse {
         key_versions: KeyVersionList {
-            key_version: versions
+            key_version: page
                 .iter()
                 .map(|v| KeyVersionDocument {
                     key_id,
@@ -269,9 +290,9 @@ pub fn list_key_versions(
                 })
                 .collect(),
         },
-        total_count: versions.len(),
-        page_number: 1,
-        page_size: versions.len(),
+        total_count: total,
+        page_number,
+        page_size,
         request_id,
     };
     render(&document, "KMS", format)
@@ -307,9 +328,27 @@ pub fn create_key_version(
     request_id: &str,
     format: Format,
 ) -> String {
-    let document = CreateKeyVersionResponse {
+    let document = KeyVersionResponse {
         key_version: KeyVersionDocument {
             key_id: &version.key_id,
+            key_version_id: &version.key_version_id,
+            creation_date: &version.creation_date,
+        },
+        request_id,
+    };
+    render(&document, "KMS", format)
+}
+
+/// The DescribeKeyVersion response: one version of a key.
+pub fn describe_key_version(
+    key_id: &str,
+    version: &KeyVersionEntry,
+    request_id: &str,
+    format: Format,
+) -> String {
+    let document = KeyVersionResponse {
+        key_version: KeyVersionDocument {
+            key_id,
             key_version_id: &version.key_version_id,
             creation_date: &version.creation_date,
         },

@@ -1,7 +1,9 @@
 //! What the API reads, each its own watch: every replica serves the API, leader or not, so it
 //! does not borrow the controllers' caches (which only the leader runs).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -110,5 +112,29 @@ impl Caches {
         let access_key = self.access_keys.get(&owner)?;
         (access_key.metadata.deletion_timestamp.is_none() && credential.belongs_to(&access_key))
             .then_some(credential)
+    }
+
+    /// Waits, at most `within`, for this replica's cached Key `namespace/name` to satisfy
+    /// `done`: after a write, what the API answers next then agrees with what it just did.
+    /// The cache is memory filled by its watch, so looking every few milliseconds is cheap.
+    pub async fn wait_for_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        within: Duration,
+        done: impl Fn(&Key) -> bool,
+    ) -> Option<Arc<Key>> {
+        const LOOK_EVERY: Duration = Duration::from_millis(20);
+        let reference = ObjectRef::new(name).within(namespace);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(key) = self.keys.get(&reference).filter(|k| done(k)) {
+                return Some(key);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
     }
 }

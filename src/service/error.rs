@@ -78,6 +78,33 @@ impl ApiError {
         )
     }
 
+    /// A KMS error the controller reported on a resource it was asked for (a Key's or
+    /// KeyVersion's Ready condition), with the status its code implies.
+    pub fn reported(error: KmsError) -> Self {
+        let status = match error.code.as_str() {
+            crate::kms::response::KEY_NOT_FOUND => StatusCode::NOT_FOUND,
+            code if code.starts_with("Forbidden.") => StatusCode::FORBIDDEN,
+            code if code.starts_with("Rejected.") => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError { status, error }
+    }
+
+    /// The key's state refuses the action: `Rejected.<state>`, as the KMS answers a Disabled
+    /// key's Encrypt.
+    pub fn rejected_in_state(state: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, &format!("Rejected.{state}"), message)
+    }
+
+    /// The API wrote the change but the controller has not answered within the wait.
+    pub fn not_settled(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::kms::response::TIMEOUT,
+            message,
+        )
+    }
+
     /// Something failed that the caller cannot fix; the details are logged, not returned.
     pub fn internal() -> Self {
         ApiError::new(
@@ -98,6 +125,7 @@ impl From<Rejection> for ApiError {
                 return ApiError::internal();
             }
             code if code.is_final_rejection() => StatusCode::CONFLICT,
+            Code::DeletionProtected => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, rejection.code.as_str(), rejection.detail)

@@ -28,6 +28,11 @@ pub struct ApiContext {
     pub kube: Kube,
     /// keyward's store namespace, where each key's material is read for a call.
     pub store_namespace: String,
+    /// The one namespace keyward watches, if it is namespaced: Keys are created only there.
+    pub watch_namespace: Option<String>,
+    /// The CreateKey rules, checked before the API writes a Key: an invalid request leaves
+    /// nothing behind.
+    pub rules: crate::kms::rules::RuleSettings,
     pub caches: Caches,
     pub nonces: signing::NonceCache,
     pub authorizer: authz::Authorizer,

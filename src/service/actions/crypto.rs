@@ -120,6 +120,64 @@ pub async fn decrypt(call: &Call<'_>) -> Answer {
     }))
 }
 
+/// ReEncrypt: a CiphertextBlob of one symmetric key opened and sealed again under
+/// `DestinationKeyId`'s newest version, without the plaintext leaving keyward. RBAC is asked
+/// for `reencrypt` on both keys.
+pub async fn re_encrypt(call: &Call<'_>) -> Answer {
+    if call
+        .request
+        .param("SourceKeyId")
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(Rejection::new(
+            Code::UnsupportedOperation,
+            "ReEncrypt from an asymmetric key (SourceKeyId) is not served: call \
+             AsymmetricDecrypt, then Encrypt",
+        )
+        .into());
+    }
+    let blob = decode(required(call.request, "CiphertextBlob")?, "CiphertextBlob")?;
+    let header = crypto::peek(&blob)?;
+    let source = find_key(call.ctx, call.caller, &header.key_id)?;
+    let destination = find_key(
+        call.ctx,
+        call.caller,
+        required(call.request, "DestinationKeyId")?,
+    )?;
+    call.authorize("reencrypt", &source).await?;
+    call.authorize("reencrypt", &destination).await?;
+    let source_context =
+        EncryptionContext::from_param(call.request.param("SourceEncryptionContext"))?;
+    let destination_context =
+        EncryptionContext::from_param(call.request.param("DestinationEncryptionContext"))?;
+
+    let (source_metadata, source_store) = usable(call, &source).await?;
+    let source_secret = symmetric_key(&source_store, &header.key_version_id)?;
+    let plaintext = crypto::decrypt(
+        source_metadata.key_spec,
+        &source_secret,
+        &blob,
+        &source_context,
+    )?;
+    let (metadata, store) = usable(call, &destination).await?;
+    let version = newest(&store)?;
+    let secret = symmetric_key(&store, &version)?;
+    let sealed = crypto::encrypt(
+        metadata.key_spec,
+        &secret,
+        &metadata.key_id,
+        &version,
+        plaintext.expose(),
+        &destination_context,
+    )?;
+    Ok(call.document(&Sealed {
+        key_id: &metadata.key_id,
+        key_version_id: &version,
+        ciphertext_blob: BASE64.encode(sealed),
+        request_id: call.request_id,
+    }))
+}
+
 /// GenerateDataKey(WithoutPlaintext): a fresh data key, encrypted under the key's newest
 /// version; its plaintext (base64) only when asked for.
 pub async fn generate_data_key(call: &Call<'_>, with_plaintext: bool) -> Answer {
@@ -342,11 +400,7 @@ fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
         Some(id) if store.record.versions.iter().any(|v| v.key_version_id == id) => {
             Ok(id.to_string())
         }
-        Some(_) => Err(ApiError::new(
-            http::StatusCode::NOT_FOUND,
-            "Forbidden.KeyVersionNotFound",
-            "The specified Key version is not found.",
-        )),
+        Some(_) => Err(super::versions::version_not_found()),
     }
 }
 

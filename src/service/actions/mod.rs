@@ -1,6 +1,12 @@
 //! The actions served, each: find the Key, ask RBAC, answer with the KMS's document.
+//!
+//! [`crypto`] uses keys; [`create_key`], [`spec`] and [`versions`] manage them through the
+//! resources (a Key, its spec, KeyVersions), so the controllers stay the only place that mints.
 
+mod create_key;
 mod crypto;
+mod spec;
+mod versions;
 
 use std::sync::Arc;
 
@@ -55,10 +61,21 @@ pub async fn perform(
         request_id,
     };
     match action {
+        "CreateKey" => create_key::create_key(&call).await,
         "DescribeKey" => describe_key(&call).await,
         "ListKeys" => list_keys(&call).await,
+        "UpdateKeyDescription" => spec::update_key_description(&call).await,
+        "EnableKey" => spec::enable_key(&call).await,
+        "DisableKey" => spec::disable_key(&call).await,
+        "ScheduleKeyDeletion" => spec::schedule_key_deletion(&call).await,
+        "CancelKeyDeletion" => spec::cancel_key_deletion(&call).await,
+        "UpdateRotationPolicy" => spec::update_rotation_policy(&call).await,
+        "CreateKeyVersion" => versions::create_key_version(&call).await,
+        "DescribeKeyVersion" => versions::describe_key_version(&call).await,
+        "ListKeyVersions" => versions::list_key_versions(&call).await,
         "Encrypt" => crypto::encrypt(&call).await,
         "Decrypt" => crypto::decrypt(&call).await,
+        "ReEncrypt" => crypto::re_encrypt(&call).await,
         "GenerateDataKey" => crypto::generate_data_key(&call, true).await,
         "GenerateDataKeyWithoutPlaintext" => crypto::generate_data_key(&call, false).await,
         "GetPublicKey" => crypto::get_public_key(&call).await,
@@ -199,6 +216,18 @@ fn page_parameter(
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(ApiError::invalid_parameter(format!(
             "{name} must be a whole number from 1 to {max}"
+        ))),
+    }
+}
+
+/// A Boolean parameter: `true` or `false` in any case (the v1 SDK sends Python's `True`).
+fn boolean(request: &ApiRequest, name: &str) -> Result<Option<bool>, ApiError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(text) if text.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(text) if text.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::invalid_parameter(format!(
+            "{name} must be true or false"
         ))),
     }
 }
