@@ -28,6 +28,7 @@ mod common;
 mod chart;
 mod cluster;
 mod install;
+mod kms_api;
 mod rendering;
 
 use std::process::{Command, Stdio};
