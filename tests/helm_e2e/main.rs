@@ -29,6 +29,7 @@ mod chart;
 mod cluster;
 mod install;
 mod kms_api;
+mod kms_api_install;
 mod rendering;
 
 use std::process::{Command, Stdio};
