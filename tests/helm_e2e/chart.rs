@@ -61,6 +61,14 @@ pub fn kinds(objects: &[Rendered]) -> Vec<String> {
     kinds
 }
 
+/// Every object's name, in template order.
+pub fn names(objects: &[Rendered]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|r| r.object["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn find<'a>(objects: &'a [Rendered], kind: &str, name: &str) -> &'a Value {
     let found: Vec<&Rendered> = objects
         .iter()

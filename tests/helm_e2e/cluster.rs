@@ -171,6 +171,18 @@ pub async fn start_chart_operator(
     kubeconfig: &Path,
     confine: Option<&str>,
 ) -> OwnOperator {
+    start_chart_operator_with(env, release, kubeconfig, confine, |a| a).await
+}
+
+/// [`start_chart_operator`], each argument first passed through `adapt` (a file the pod would
+/// have mounted, an address it would listen on).
+pub async fn start_chart_operator_with(
+    env: &TestEnv,
+    release: &Release,
+    kubeconfig: &Path,
+    confine: Option<&str>,
+    adapt: impl Fn(String) -> String,
+) -> OwnOperator {
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
     let deployment = deployments.get(&release.fullname()).await.unwrap();
     let container = &deployment.spec.template.spec.unwrap().containers[0];
@@ -183,7 +195,7 @@ pub async fn start_chart_operator(
             if a.starts_with("--http-addr=") {
                 "--http-addr=127.0.0.1:0".to_string()
             } else {
-                a
+                adapt(a)
             }
         })
         .collect();

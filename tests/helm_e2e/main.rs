@@ -28,6 +28,8 @@ mod common;
 mod chart;
 mod cluster;
 mod install;
+mod kms_api;
+mod kms_api_install;
 mod rendering;
 
 use std::process::{Command, Stdio};
