@@ -1,19 +1,29 @@
-//! The key-material leak check: whether any key keyward wrote into a test's namespace appears,
-//! in any encoding, in the logs of the test's operators.
+//! The key-material leak check: whether any key keyward wrote into a test's namespace, any
+//! AccessKey secret it issued there, or anything a test registered as secret (plaintexts sent to
+//! the KMS API) appears, in any encoding, in the logs of the test's operators, in the error
+//! responses the test's KMS API calls collected, or in the events and statuses of the test's
+//! namespaces.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use keyward::api::{AccessKey, Key, KeyVersion};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-/// The key-material leak check, run when a [`TestEnv`](super::TestEnv) is dropped (its
-/// operators already stopped, its namespace not yet deleted): every material entry of every
-/// Secret keyward manages in the namespace is looked for, in every encoding in
-/// [`material_needles`], in every operator log of the test. A finding names the Secret, the
-/// entry, the log and the encoding, never the material; the logs are redacted in place so that
-/// nothing printed afterwards (the failure dump's log tails) or kept on disk repeats it.
+/// The leak check, run when a [`TestEnv`](super::TestEnv) is dropped (its operators already
+/// stopped, its namespace not yet deleted). Looked for, in every encoding in
+/// [`material_needles`]: every material entry and every AccessKey secret of every Secret keyward
+/// manages in the namespaces, and everything registered with [`watch`]. Looked in: every file of
+/// the test's log directory (the operator logs, and the error responses collected by
+/// [`super::kms::KmsClient`]), after the events and the Key, KeyVersion and AccessKey objects
+/// of the namespaces are written there too ([`OBJECTS_FILE`]). A finding names the Secret (or
+/// the registered name), the entry, the file and the encoding, never the secret; the files are
+/// redacted in place so that nothing printed afterwards (the failure dump's log tails) or kept
+/// on disk repeats it.
 pub async fn leak_check(client: &Client, namespaces: &[&str], log_dir: &Path) -> Vec<String> {
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyward");
     let mut secrets = Vec::new();
@@ -34,10 +44,20 @@ pub async fn leak_check(client: &Client, namespaces: &[&str], log_dir: &Path) ->
             }
         }
     }
-    let mut needles = Vec::new();
+    let mut needles = watched_needles(log_dir);
     for secret in &secrets {
         let data = secret.data.clone().unwrap_or_default();
         for (entry, bytes) in &data {
+            if is_credential_entry(entry) {
+                for (encoding, needle) in secret_needles(&bytes.0) {
+                    needles.push((
+                        format!("Secret {} entry {entry}", secret.name_any()),
+                        encoding,
+                        needle,
+                    ));
+                }
+                continue;
+            }
             if !is_material_entry(entry) {
                 continue;
             }
@@ -53,7 +73,128 @@ pub async fn leak_check(client: &Client, namespaces: &[&str], log_dir: &Path) ->
             }
         }
     }
+    if let Err(e) = write_objects(client, namespaces, log_dir).await {
+        return vec![format!(
+            "cannot read the namespaces' events and objects to check: {e}"
+        )];
+    }
     scan_logs(log_dir, &needles)
+}
+
+/// The file of the log directory that holds what the cluster told about the test's
+/// namespaces: their events, and their Keys, KeyVersions and AccessKeys (status included).
+pub const OBJECTS_FILE: &str = "cluster-objects.log";
+
+/// Writes the namespaces' events and keyward objects, one JSON document a line, into
+/// [`OBJECTS_FILE`], for [`scan_logs`] to read like any log.
+async fn write_objects(
+    client: &Client,
+    namespaces: &[&str],
+    log_dir: &Path,
+) -> Result<(), kube::Error> {
+    let mut lines = Vec::new();
+    for namespace in namespaces {
+        let lp = ListParams::default();
+        for event in Api::<Event>::namespaced(client.clone(), namespace)
+            .list(&lp)
+            .await?
+        {
+            lines.push(serde_json::to_string(&event).unwrap_or_default());
+        }
+        for key in Api::<Key>::namespaced(client.clone(), namespace)
+            .list(&lp)
+            .await?
+        {
+            lines.push(serde_json::to_string(&key).unwrap_or_default());
+        }
+        for version in Api::<KeyVersion>::namespaced(client.clone(), namespace)
+            .list(&lp)
+            .await?
+        {
+            lines.push(serde_json::to_string(&version).unwrap_or_default());
+        }
+        for access_key in Api::<AccessKey>::namespaced(client.clone(), namespace)
+            .list(&lp)
+            .await?
+        {
+            lines.push(serde_json::to_string(&access_key).unwrap_or_default());
+        }
+    }
+    lines.push(String::new());
+    let _ = std::fs::write(log_dir.join(OBJECTS_FILE), lines.join("\n"));
+    Ok(())
+}
+
+/// Whether a Secret entry holds an AccessKey secret (the issued Secret's and keyward's own
+/// credential copy's).
+pub fn is_credential_entry(entry: &str) -> bool {
+    entry == "accessKeySecret"
+}
+
+/// Where a test's registered secrets are listed: beside its log directory, not in it, so that
+/// the list is not itself scanned.
+fn watch_list(log_dir: &Path) -> PathBuf {
+    log_dir.with_extension("watched")
+}
+
+/// Registers `secret` (a plaintext sent to the KMS API, say), named `what`, for the leak check
+/// of the test whose log directory is `log_dir`: from then on it must appear in none of the
+/// places [`leak_check`] looks. At least 16 bytes, so that it cannot be found by chance.
+pub fn watch(log_dir: &Path, what: &str, secret: &[u8]) {
+    assert!(
+        secret.len() >= MIN_NEEDLE,
+        "a watched secret needs at least {MIN_NEEDLE} bytes to be told from chance ({what})"
+    );
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let line = serde_json::json!({"what": what, "hex": hex}).to_string();
+    let mut list = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(watch_list(log_dir))
+        .expect("the leak check's watch list");
+    // One write per line: tests register secrets from concurrent calls.
+    list.write_all(format!("{line}\n").as_bytes())
+        .expect("the leak check's watch list");
+}
+
+/// The needles of everything registered with [`watch`]; the list is removed once read.
+fn watched_needles(log_dir: &Path) -> Vec<(String, String, Vec<u8>)> {
+    let path = watch_list(log_dir);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    let mut needles = Vec::new();
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).expect("a watch list line");
+        let hex = entry["hex"].as_str().unwrap_or_default();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        for (encoding, needle) in secret_needles(&bytes) {
+            let what = format!("watched {}", entry["what"].as_str().unwrap_or_default());
+            needles.push((what, encoding, needle));
+        }
+    }
+    needles
+}
+
+/// Every encoding in which a secret that is not a key (an AccessKey secret, a plaintext) could
+/// appear: those of [`byte_encodings`], as long as [`MIN_NEEDLE`] at least, and the text
+/// percent-encoded as a URL query or form carries it.
+pub fn secret_needles(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut needles = byte_encodings("", secret);
+    let escaped: String = secret
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    needles.push(("percent-encoded".into(), escaped.into_bytes()));
+    needles.retain(|(_, needle)| needle.len() >= MIN_NEEDLE);
+    needles
 }
 
 /// Whether a Secret entry holds key material: the store's `<versionId>.key` and

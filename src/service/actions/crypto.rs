@@ -407,6 +407,20 @@ fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
 fn symmetric_key(store: &Store, version: &str) -> Result<SecretBytes, ApiError> {
     match store.record.key_usage {
         KeyUsage::EncryptDecrypt if store.record.key_spec.is_symmetric() => {
+            if !store
+                .record
+                .versions
+                .iter()
+                .any(|v| v.key_version_id == version)
+            {
+                // Only a CiphertextBlob names its version: one naming a version this key never
+                // had was changed (or made elsewhere), the caller's problem, not the store's.
+                return Err(Rejection::new(
+                    Code::InvalidParameter,
+                    crypto::envelope::CANNOT_DECRYPT,
+                )
+                .into());
+            }
             store.symmetric_key(version).ok_or_else(|| {
                 ApiError::from(Rejection::new(
                     Code::MaterialStoreInvalid,
