@@ -181,7 +181,10 @@ impl Session {
         message: &[u8],
     ) -> Result<(Vec<u8>, Option<String>), ClientError> {
         if algorithm != Algorithm::Sm2Dsa {
-            return Ok((Sha256::digest(message).to_vec(), version.map(str::to_string)));
+            return Ok((
+                Sha256::digest(message).to_vec(),
+                version.map(str::to_string),
+            ));
         }
         let answer = self.get_public_key(key, version).await?;
         let public =

@@ -198,7 +198,10 @@ fn debug_output_shows_no_secret_token_or_header_value() {
     assert!(!format!("{token:?}").contains("the-token-value"));
     let signed = sign(&awkward_call(), &token, Timestamp::now(), "n");
     assert!(!format!("{signed:?}").contains("the-token-value"));
-    let header = &signed.headers.iter().find(|(n, _)| n == "x-acs-bearer-token");
+    let header = &signed
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-acs-bearer-token");
     assert_eq!(header.unwrap().1, "the-token-value", "the token is trimmed");
 }
 
@@ -211,7 +214,13 @@ fn endpoints_name_a_scheme_host_and_port_only() {
     assert!(tls.tls);
     assert_eq!(tls.authority, "kms.shop.svc:8443");
     assert!(Endpoint::parse("https://[::1]:8443/").unwrap().tls);
-    for bad in ["ftp://host", "https://host/path", "", "https://user@host", "http://"] {
+    for bad in [
+        "ftp://host",
+        "https://host/path",
+        "",
+        "https://user@host",
+        "http://",
+    ] {
         assert!(Endpoint::parse(bad).is_err(), "{bad:?} was accepted");
     }
 }

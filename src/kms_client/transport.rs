@@ -64,11 +64,12 @@ impl Connector {
         let tls = match endpoint.tls {
             false => None,
             true => {
-                let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| ClientError::Config(format!("TLS: {e}")))?
-                    .with_root_certificates(roots(ca_file)?)
-                    .with_no_client_auth();
+                let config =
+                    ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+                        .with_safe_default_protocol_versions()
+                        .map_err(|e| ClientError::Config(format!("TLS: {e}")))?
+                        .with_root_certificates(roots(ca_file)?)
+                        .with_no_client_auth();
                 let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| {
                     ClientError::Config(format!(
                         "{:?} is not a host name TLS can verify",
@@ -93,19 +94,18 @@ impl Connector {
     /// A new keep-alive connection.
     pub async fn connect(&self) -> Result<Connection, ClientError> {
         let address = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = TcpStream::connect(address)
-            .await
-            .map_err(|e| ClientError::transport(&format!("connecting to {}", self.endpoint.authority), e))?;
+        let tcp = TcpStream::connect(address).await.map_err(|e| {
+            ClientError::transport(&format!("connecting to {}", self.endpoint.authority), e)
+        })?;
         // Requests are small and answered one at a time: send each at once.
         tcp.set_nodelay(true)
             .map_err(|e| ClientError::transport("TCP_NODELAY", e))?;
         let sender = match &self.tls {
             None => handshake(tcp).await?,
             Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| ClientError::transport(&format!("TLS with {}", self.endpoint.authority), e))?;
+                let stream = connector.connect(name.clone(), tcp).await.map_err(|e| {
+                    ClientError::transport(&format!("TLS with {}", self.endpoint.authority), e)
+                })?;
                 handshake(stream).await?
             }
         };
