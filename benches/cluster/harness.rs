@@ -187,6 +187,7 @@ impl Operator {
     }
 
     /// Its process id, for /proc accounting (the KMS API benchmark's CPU per request).
+    #[allow(dead_code)] // only benches/kms_api.rs reads it
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
