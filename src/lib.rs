@@ -7,12 +7,13 @@
 //! API server) -> [`reconcile`] (the controllers that join them) -> [`runtime`] (leader
 //! election, metrics, health) -> `main`. [`error`] holds the failures that are retried.
 //! [`service`] is the KMS HTTP API (requests and their signatures), kept apart from the
-//! controllers.
+//! controllers; [`kms_client`] calls it (the kubectl plugin and the benchmarks).
 
 pub mod api;
 pub mod cluster;
 pub mod error;
 pub mod kms;
+pub mod kms_client;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

@@ -186,6 +186,12 @@ impl Operator {
         }
     }
 
+    /// Its process id, for /proc accounting (the KMS API benchmark's CPU per request).
+    #[allow(dead_code)] // only benches/kms_api.rs reads it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident set size now and at its peak, in bytes (Linux /proc).
     pub fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

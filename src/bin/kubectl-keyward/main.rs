@@ -1,8 +1,13 @@
 //! `kubectl keyward`: the KMS API over keyward's resources, answering with the KMS's response
-//! documents (JSON, or XML with `--format xml`).
+//! documents (JSON, or XML with `--format xml`), and keys tried through keyward's KMS API.
 //!
-//! Thin on purpose: arguments, the API calls and the exit status. The documents are rendered
-//! by `keyward::kms::response`. Secrets are never read.
+//! Thin on purpose: arguments, the API calls and the exit status. Here: the commands that read
+//! the resources (the documents are rendered by `keyward::kms::response`; no Secret is read).
+//! [`kms_api`]: `encrypt`, `decrypt`, `sign` and `verify` through the KMS API, with credentials
+//! found by [`credentials`] (an AccessKey's Secret, a ServiceAccount token).
+
+mod credentials;
+mod kms_api;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,16 +26,28 @@ use kube::{Api, Client, Config, ResourceExt};
     name = "kubectl-keyward",
     bin_name = "kubectl keyward",
     version,
-    about = "The KMS API over keyward Keys: prints the KMS response documents",
-    after_help = "Errors print the KMS error document ({RequestId, Code, Message}) on stdout \
-                  and exit with status 1."
+    about = "The KMS API over keyward Keys: prints the KMS response documents, and tries \
+             keys through keyward's KMS API",
+    after_help = "describe-key, list-key-versions and create-key-version read the resources \
+                  with your kubeconfig; errors print the KMS error document ({RequestId, Code, \
+                  Message}) on stdout and exit with status 1.\n\n\
+                  encrypt, decrypt, sign and verify call the KMS API (--endpoint, or \
+                  KEYWARD_KMS_ENDPOINT) as an AccessKey (--access-key NAME) or a ServiceAccount \
+                  (--service-account NAME, --token-file FILE) of -n's namespace; RBAC on \
+                  keys.keyward.dev decides (verbs encrypt, decrypt, asymmetricsign, \
+                  asymmetricverify, and getpublickey for SM2DSA). Errors print the KMS's code \
+                  and message on stderr and exit with status 1.\n\n\
+                  Example:\n  \
+                  echo -n 'card 4111' | kubectl keyward encrypt -n shop --key alias/payments \\\n      \
+                  --access-key api --endpoint https://keyward-kms.keyward:8443 --ca-file ca.crt"
 )]
 struct Cli {
     /// The namespace of the Key (default: the kubeconfig context's namespace, else default).
     #[arg(short = 'n', long, global = true)]
     namespace: Option<String>,
 
-    /// The format of the response document.
+    /// The format of the response document (describe-key, list-key-versions,
+    /// create-key-version; encrypt, decrypt, sign and verify take -o json).
     #[arg(long, value_enum, default_value_t = OutputFormat::Json, global = true)]
     format: OutputFormat,
 
@@ -63,6 +80,8 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = interval_arg)]
         timeout: Interval,
     },
+    #[command(flatten)]
+    Api(kms_api::ApiCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +107,9 @@ enum Response {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Api(command) = cli.command {
+        return kms_api::run(command, cli.namespace).await;
+    }
     let format = match cli.format {
         OutputFormat::Json => Format::Json,
         OutputFormat::Xml => Format::Xml,
@@ -140,6 +162,7 @@ async fn run(cli: &Cli) -> Result<Response, KmsError> {
             let requests: Api<KeyVersion> = Api::namespaced(client, &namespace);
             create_key_version(&requests, name, *timeout).await
         }
+        Command::Api(_) => unreachable!("main runs the KMS API commands"),
     }
 }
 

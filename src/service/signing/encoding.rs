@@ -1,10 +1,10 @@
 //! The encodings both signatures are built from: RFC 3986 percent-encoding, lower-case hex,
-//! SHA-256.
+//! SHA-256. Shared with the KMS API client (`crate::kms_client`), which signs what this verifies.
 
 /// RFC 3986 percent-encoding of the UTF-8 bytes: `A-Z a-z 0-9 - _ . ~` stay, every other byte
 /// is `%XX` with upper-case hex. This is what both SDKs produce (Python's `quote(s, safe='~')`,
 /// and the v1 SDK's `quote_plus` with its `+`, `*` and `%7E` fix-ups).
-pub(super) fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
@@ -23,7 +23,7 @@ pub(super) fn percent_encode(text: &str) -> String {
 }
 
 /// Lower-case hex.
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()
@@ -33,7 +33,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Hex of either case; `None` if `text` is not whole bytes of hex.
-pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Option<Vec<u8>> = text
         .chars()
         .map(|c| c.to_digit(16).map(|d| d as u8))
@@ -51,7 +51,7 @@ pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Lower-case hex of the SHA-256 of `bytes`.
-pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 

@@ -20,7 +20,7 @@
 
 mod acs3;
 mod bearer;
-mod encoding;
+pub(crate) mod encoding;
 mod error;
 mod nonce;
 mod v1;
