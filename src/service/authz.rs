@@ -1,10 +1,11 @@
 //! Authorization is RBAC: each action is a SubjectAccessReview for the caller, verb = the
 //! action's name in lower case, resource `keys.keyward.dev`, the Key's namespace and name.
 //! Decisions are kept for a few seconds, so a hot key costs one review per caller, verb and key
-//! per window, not one per call; a revoked RoleBinding takes effect within that window.
+//! per window, not one per call (concurrent calls on a cold question wait for one review); a
+//! revoked RoleBinding takes effect within that window.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::Kube;
@@ -24,9 +25,25 @@ struct Question {
     name: Option<String>,
 }
 
+/// What is known of one question: the last answer, and a lock that lets one request ask while
+/// the others wait for its answer, so a burst of calls on a cold key sends one review.
+#[derive(Default)]
+struct Known {
+    decision: Option<(bool, Instant)>,
+    asking: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Known {
+    fn fresh(&self, now: Instant) -> Option<bool> {
+        self.decision
+            .filter(|(_, at)| now.duration_since(*at) < DECISION_TTL)
+            .map(|(allowed, _)| allowed)
+    }
+}
+
 #[derive(Default)]
 pub struct Authorizer {
-    decisions: Mutex<HashMap<Question, (bool, Instant)>>,
+    known: Mutex<HashMap<Question, Known>>,
 }
 
 impl Authorizer {
@@ -46,27 +63,39 @@ impl Authorizer {
             namespace: namespace.to_string(),
             name: name.map(str::to_string),
         };
-        let now = Instant::now();
-        if let Some((allowed, at)) = self.decisions().get(&question)
-            && now.duration_since(*at) < DECISION_TTL
+        let asking = {
+            let mut known = self.known();
+            let entry = known.entry(question.clone()).or_default();
+            if let Some(allowed) = entry.fresh(Instant::now()) {
+                return Ok(allowed);
+            }
+            entry.asking.clone()
+        };
+        let _turn = asking.lock().await;
+        // Whoever asked while this request waited has answered for it too.
+        if let Some(allowed) = self
+            .known()
+            .get(&question)
+            .and_then(|k| k.fresh(Instant::now()))
         {
-            return Ok(*allowed);
+            return Ok(allowed);
         }
         let allowed = kube
             .review_access(user, groups, verb, namespace, name)
             .await?;
-        let mut decisions = self.decisions();
-        if decisions.len() >= MAX_DECISIONS {
-            decisions.retain(|_, (_, at)| now.duration_since(*at) < DECISION_TTL);
-            if decisions.len() >= MAX_DECISIONS {
-                decisions.clear();
+        let now = Instant::now();
+        let mut known = self.known();
+        if known.len() >= MAX_DECISIONS {
+            known.retain(|_, k| k.fresh(now).is_some());
+            if known.len() >= MAX_DECISIONS {
+                known.clear();
             }
         }
-        decisions.insert(question, (allowed, now));
+        known.entry(question).or_default().decision = Some((allowed, now));
         Ok(allowed)
     }
 
-    fn decisions(&self) -> std::sync::MutexGuard<'_, HashMap<Question, (bool, Instant)>> {
-        self.decisions.lock().expect("authorization decisions")
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<Question, Known>> {
+        self.known.lock().expect("authorization decisions")
     }
 }
