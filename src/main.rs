@@ -267,7 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                  development only, --kms-api-insecure-http)"
             ),
         };
-        serve_kms_api(addr, transport, &kube, &scope, &settings.rules).await?;
+        serve_kms_api(addr, transport, &kube, &scope, &settings.rules, &telemetry).await?;
     }
     let ctx = Arc::new(Context::new(
         kube.clone(),
@@ -301,6 +301,7 @@ async fn serve_kms_api(
     kube: &Kube,
     scope: &Scope,
     rules: &RuleSettings,
+    telemetry: &Telemetry,
 ) -> anyhow::Result<()> {
     let (caches, watches) = keyward::service::caches::Caches::start(kube.client().clone(), scope);
     tokio::spawn(watches);
@@ -315,6 +316,8 @@ async fn serve_kms_api(
         ),
         authorizer: Default::default(),
     });
+    let gate = ctx.clone();
+    telemetry.also_ready_when(Box::new(move || gate.caches.synced()));
     let (listener, bound) = http::bind(addr)
         .await
         .with_context(|| format!("binding --kms-api-addr {addr}"))?;

@@ -43,7 +43,13 @@ pub struct Telemetry {
     leader: AtomicBool,
     /// Ready to be counted on: a standby, or a leader whose caches are synced.
     ready: AtomicBool,
+    /// What else must hold before the replica is ready: the KMS API's caches filled, when it
+    /// serves the API (every replica does, so a Service must not send it calls before then).
+    also_ready_when: OnceLock<ReadinessGate>,
 }
+
+/// A condition readiness also waits for.
+pub type ReadinessGate = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl Telemetry {
     pub fn new(asymmetric_limit: usize) -> Self {
@@ -55,6 +61,7 @@ impl Telemetry {
             asymmetric_limit,
             leader: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            also_ready_when: OnceLock::new(),
         }
     }
 
@@ -71,8 +78,13 @@ impl Telemetry {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Adds a condition readiness waits for (set once).
+    pub fn also_ready_when(&self, gate: ReadinessGate) {
+        let _ = self.also_ready_when.set(gate);
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.also_ready_when.get().is_none_or(|gate| gate())
     }
 
     /// Counts one reconcile of `controller`: its outcome, error category and duration.
@@ -332,6 +344,24 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 pub(in crate::runtime) mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    #[test]
+    fn readiness_also_waits_for_the_gate_it_is_given() {
+        let telemetry = Telemetry::new(50);
+        telemetry.set_ready(true);
+        assert!(telemetry.is_ready());
+        let filled = Arc::new(AtomicBool::new(false));
+        let gate = filled.clone();
+        telemetry.also_ready_when(Box::new(move || gate.load(Ordering::Relaxed)));
+        assert!(
+            !telemetry.is_ready(),
+            "ready before the API's caches filled"
+        );
+        filled.store(true, Ordering::Relaxed);
+        assert!(telemetry.is_ready());
+        telemetry.set_ready(false);
+        assert!(!telemetry.is_ready());
+    }
 
     use super::*;
     use crate::api::key::KeyVersionEntry;
