@@ -118,6 +118,12 @@ struct RunArgs {
     )]
     kms_api_insecure_http: bool,
 
+    /// Signed requests whose nonces the API remembers, per replica, for the 15 minutes a
+    /// signature is valid (about 70 bytes each): past it, signed requests are refused with 503
+    /// until nonces expire. The default allows about 111 signed requests/s sustained.
+    #[arg(long, env = "KEYWARD_KMS_API_NONCE_CAPACITY", default_value_t = keyward::service::signing::NonceCache::DEFAULT_CAPACITY)]
+    kms_api_nonce_capacity: usize,
+
     /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader runs the
     /// controllers, and it stops at once if it loses the Lease.
     #[arg(long, env = "KEYWARD_LEADER_ELECT")]
@@ -267,7 +273,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                  development only, --kms-api-insecure-http)"
             ),
         };
-        serve_kms_api(addr, transport, &kube, &scope, &settings.rules, &telemetry).await?;
+        let api = ApiSettings {
+            rules: settings.rules.clone(),
+            nonce_capacity: args.kms_api_nonce_capacity,
+        };
+        serve_kms_api(addr, transport, &kube, &scope, api, &telemetry).await?;
     }
     let ctx = Arc::new(Context::new(
         kube.clone(),
@@ -294,13 +304,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the KMS API is configured with, besides where it listens.
+struct ApiSettings {
+    rules: RuleSettings,
+    nonce_capacity: usize,
+}
+
 /// Starts the KMS API on `addr`, with its own caches (a standby serves it too).
 async fn serve_kms_api(
     addr: std::net::SocketAddr,
     transport: Transport,
     kube: &Kube,
     scope: &Scope,
-    rules: &RuleSettings,
+    settings: ApiSettings,
     telemetry: &Telemetry,
 ) -> anyhow::Result<()> {
     let (caches, watches) = keyward::service::caches::Caches::start(kube.client().clone(), scope);
@@ -309,11 +325,9 @@ async fn serve_kms_api(
         kube: kube.clone(),
         store_namespace: scope.store_namespace.clone(),
         watch_namespace: scope.namespace.clone(),
-        rules: rules.clone(),
+        rules: settings.rules,
         caches,
-        nonces: keyward::service::signing::NonceCache::new(
-            keyward::service::signing::NonceCache::DEFAULT_CAPACITY,
-        ),
+        nonces: keyward::service::signing::NonceCache::new(settings.nonce_capacity),
         authorizer: Default::default(),
     });
     let gate = ctx.clone();
