@@ -119,7 +119,7 @@ struct RunArgs {
     kms_api_insecure_http: bool,
 
     /// Signed requests whose nonces the API remembers, per replica, for the 15 minutes a
-    /// signature is valid (about 70 bytes each): past it, signed requests are refused with 503
+    /// signature is valid (on the order of 100 bytes each, estimated): past it, signed requests are refused with 503
     /// until nonces expire. The default allows about 111 signed requests/s sustained.
     #[arg(long, env = "KEYWARD_KMS_API_NONCE_CAPACITY", default_value_t = keyward::service::signing::NonceCache::DEFAULT_CAPACITY)]
     kms_api_nonce_capacity: usize,
