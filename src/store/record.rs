@@ -100,6 +100,13 @@ pub struct VersionRecord {
 }
 
 impl KeyRecord {
+    /// Whether the key has version `key_version_id`.
+    pub fn has_version(&self, key_version_id: &str) -> bool {
+        self.versions
+            .iter()
+            .any(|v| v.key_version_id == key_version_id)
+    }
+
     /// The newest version: the primary version of a symmetric key, the default entries of an
     /// asymmetric one.
     pub fn newest_version(&self) -> Option<&VersionRecord> {

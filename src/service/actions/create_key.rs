@@ -1,14 +1,11 @@
 //! CreateKey: a Key object in the caller's namespace, visible to kubectl and GitOps diffing
 //! like any other, answered with the seed's response once the controller has created the key.
 
-use std::collections::BTreeMap;
-
 use kube::ResourceExt;
-use kube::api::ObjectMeta;
 
 use super::spec::SETTLE_WITHIN;
 use super::{Answer, Call, boolean};
-use crate::api::{Key, KeyRequest, labels};
+use crate::api::{Key, KeyRequest};
 use crate::kms::response::{self, KmsError};
 use crate::kms::rules;
 use crate::service::error::ApiError;
@@ -50,15 +47,7 @@ pub async fn create_key(call: &Call<'_>) -> Answer {
     // Refused here, an invalid request leaves no object behind.
     rules::validate(&request, &call.ctx.rules)?;
     let key = Key {
-        metadata: ObjectMeta {
-            generate_name: Some(NAME_PREFIX.into()),
-            namespace: Some(namespace.into()),
-            annotations: Some(BTreeMap::from([(
-                labels::CREATED_BY.to_string(),
-                call.caller.username.clone(),
-            )])),
-            ..ObjectMeta::default()
-        },
+        metadata: call.requested_metadata(NAME_PREFIX, namespace),
         spec: request,
         status: None,
     };

@@ -397,9 +397,7 @@ fn newest(store: &Store) -> Result<String, ApiError> {
 fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
     match call.request.param("KeyVersionId").filter(|v| !v.is_empty()) {
         None => newest(store),
-        Some(id) if store.record.versions.iter().any(|v| v.key_version_id == id) => {
-            Ok(id.to_string())
-        }
+        Some(id) if store.record.has_version(id) => Ok(id.to_string()),
         Some(_) => Err(super::versions::version_not_found()),
     }
 }
@@ -407,12 +405,7 @@ fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
 fn symmetric_key(store: &Store, version: &str) -> Result<SecretBytes, ApiError> {
     match store.record.key_usage {
         KeyUsage::EncryptDecrypt if store.record.key_spec.is_symmetric() => {
-            if !store
-                .record
-                .versions
-                .iter()
-                .any(|v| v.key_version_id == version)
-            {
+            if !store.record.has_version(version) {
                 // Only a CiphertextBlob names its version: one naming a version this key never
                 // had was changed (or made elsewhere), the caller's problem, not the store's.
                 return Err(Rejection::new(

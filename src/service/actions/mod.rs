@@ -8,16 +8,18 @@ mod crypto;
 mod spec;
 mod versions;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
+use kube::api::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 
 use super::ApiContext;
 use super::error::ApiError;
 use super::identity::Caller;
 use super::request::ApiRequest;
-use crate::api::{Key, KeyMetadata};
+use crate::api::{Key, KeyMetadata, labels};
 use crate::kms::response;
 
 /// ListKeys pages: the KMS's default and largest page sizes.
@@ -39,6 +41,20 @@ impl Call<'_> {
     /// RBAC's answer for `verb` on `key`, as an error naming the verb when refused.
     async fn authorize(&self, verb: &str, key: &Key) -> Result<(), ApiError> {
         authorize(self.ctx, self.caller, verb, key).await
+    }
+
+    /// The metadata of a Key or KeyVersion the API creates for this call: named
+    /// `<prefix><random>` in `namespace`, annotated with the caller who asked for it.
+    fn requested_metadata(&self, prefix: &str, namespace: &str) -> ObjectMeta {
+        ObjectMeta {
+            generate_name: Some(prefix.to_string()),
+            namespace: Some(namespace.to_string()),
+            annotations: Some(BTreeMap::from([(
+                labels::CREATED_BY.to_string(),
+                self.caller.username.clone(),
+            )])),
+            ..ObjectMeta::default()
+        }
     }
 
     fn document(&self, document: &impl serde::Serialize) -> String {

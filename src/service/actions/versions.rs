@@ -2,10 +2,7 @@
 //! `kubectl keyward create-key-version` makes), DescribeKeyVersion and ListKeyVersions (from
 //! the Key's status).
 
-use std::collections::BTreeMap;
-
 use kube::ResourceExt;
-use kube::api::ObjectMeta;
 
 use super::spec::SETTLE_WITHIN;
 use super::{
@@ -13,7 +10,7 @@ use super::{
 };
 use crate::api::key::KeyVersionEntry;
 use crate::api::key_version::{KeyRef, KeyVersionRequest};
-use crate::api::{Key, KeyMetadata, KeyState, KeyVersion, labels};
+use crate::api::{Key, KeyMetadata, KeyState, KeyVersion};
 use crate::cluster::Waited;
 use crate::kms::error::{Code, Rejection};
 use crate::kms::response;
@@ -25,15 +22,7 @@ pub async fn create_key_version(call: &Call<'_>) -> Answer {
     refuse_early(metadata_of(&key)?)?;
     let (namespace, name) = (key.namespace().unwrap_or_default(), key.name_any());
     let request = KeyVersion {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{name}-")),
-            namespace: Some(namespace.clone()),
-            annotations: Some(BTreeMap::from([(
-                labels::CREATED_BY.to_string(),
-                call.caller.username.clone(),
-            )])),
-            ..ObjectMeta::default()
-        },
+        metadata: call.requested_metadata(&format!("{name}-"), &namespace),
         spec: KeyVersionRequest {
             key_ref: KeyRef { name: name.clone() },
         },
