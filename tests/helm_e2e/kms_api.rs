@@ -103,6 +103,7 @@ fn kms_api_with_a_named_secret_serves_it_behind_its_own_service_with_the_reviews
         "--kms-api-addr=0.0.0.0:8443",
         "--kms-api-tls-cert=/etc/keyward/kms-api-tls/tls.crt",
         "--kms-api-tls-key=/etc/keyward/kms-api-tls/tls.key",
+        "--kms-api-nonce-capacity=100000",
     ] {
         assert_eq!(
             args.iter().filter(|a| *a == flag).count(),
@@ -238,11 +239,16 @@ fn kms_api_in_namespaced_mode_creates_keys_in_the_watched_namespace_and_reviews_
 #[test]
 fn kms_api_over_plain_http_is_for_development_and_says_so() {
     let values = json!({"kmsApi": {"enabled": true, "insecureHttp": true, "port": 9443,
-                                   "service": {"port": 80}}});
+                                   "service": {"port": 80}, "nonceCapacity": 2500000}});
     let (objects, notes) = render(values, "keyward-system").unwrap();
     let deployment = find(&objects, "Deployment", "kw-keyward");
     let args = args(deployment);
     assert!(args.contains(&"--kms-api-addr=0.0.0.0:9443".to_string()));
+    // A large capacity is rendered as the integer it is, not in exponent form.
+    assert!(
+        args.contains(&"--kms-api-nonce-capacity=2500000".to_string()),
+        "{args:?}"
+    );
     assert!(args.contains(&"--kms-api-insecure-http".to_string()));
     assert!(
         !args.iter().any(|a| a.starts_with("--kms-api-tls")),
@@ -287,6 +293,10 @@ fn kms_api_over_plain_http_is_for_development_and_says_so() {
         (
             json!({"kmsApi": {"tls": {"validityDays": 0}}}),
             "/kmsApi/tls/validityDays",
+        ),
+        (
+            json!({"kmsApi": {"nonceCapacity": 0}}),
+            "/kmsApi/nonceCapacity",
         ),
         (json!({"kmsApi": {"enabeld": true}}), "enabeld"),
         (

@@ -929,6 +929,34 @@ fn a_full_nonce_cache_refuses_until_entries_expire() {
 }
 
 #[test]
+fn one_access_keys_full_room_does_not_refuse_another() {
+    let nonces = NonceCache::new(2);
+    let at = "2027-01-15T08:00:00Z".parse::<Timestamp>().unwrap();
+    let claim = |ak: &str, nonce: &str| {
+        SignedClaim::new(
+            ak,
+            nonce,
+            "2027-01-15T08:00:00Z",
+            Proof::V1 { signature: vec![] },
+        )
+        .unwrap()
+    };
+    nonces.admit(&claim("busy", "a"), at).unwrap();
+    nonces.admit(&claim("busy", "b"), at).unwrap();
+    assert_eq!(
+        code(nonces.admit(&claim("busy", "c"), at)),
+        AuthCode::NonceCacheFull
+    );
+    nonces.admit(&claim("quiet", "a"), at).unwrap();
+    nonces.admit(&claim("quiet", "b"), at).unwrap();
+    assert_eq!(nonces.len(), 4);
+    // Once their window has passed, every room is swept, used again or not.
+    let later = at + TIME_WINDOW + SignedDuration::from_secs(1);
+    nonces.admit(&claim("third", "a"), later).unwrap();
+    assert_eq!(nonces.len(), 1);
+}
+
+#[test]
 fn a_nonce_is_kept_for_a_window_after_a_future_timestamp() {
     // A timestamp 10 minutes ahead is accepted; its request can be replayed until 15 minutes
     // after that timestamp, so the nonce is kept that long.
