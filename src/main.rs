@@ -323,15 +323,18 @@ async fn serve_kms_api(
     tokio::spawn(watches);
     let ctx = Arc::new(keyward::service::ApiContext {
         kube: kube.clone(),
-        store_namespace: scope.store_namespace.clone(),
         watch_namespace: scope.namespace.clone(),
         rules: settings.rules,
         caches,
         nonces: keyward::service::signing::NonceCache::new(settings.nonce_capacity),
         authorizer: Default::default(),
+        token_reviews: Default::default(),
+        stats: Default::default(),
     });
     let gate = ctx.clone();
     telemetry.also_ready_when(Box::new(move || gate.caches.synced()));
+    let section = ctx.clone();
+    telemetry.also_render(Box::new(move |out| section.render_metrics(out)));
     let (listener, bound) = http::bind(addr)
         .await
         .with_context(|| format!("binding --kms-api-addr {addr}"))?;

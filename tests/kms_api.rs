@@ -552,3 +552,75 @@ async fn data_encrypted_before_a_rotation_still_decrypts_after_it() {
         }
     }
 }
+
+/// The value of the series `name{labels}` in a /metrics exposition (0 when absent).
+fn series(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |value| value.parse().expect("a counter"))
+}
+
+#[tokio::test]
+async fn a_hot_key_costs_the_api_server_one_read_and_one_review_per_window() {
+    const CALLS: u64 = 40;
+    let mut env = TestEnv::new("kms-api-hot").await;
+    let client = kms_with_keys(&mut env, &[("hot", "{}")]).await;
+    let addr = env.operator_http_addr(0).await;
+    let started = std::time::Instant::now();
+    for n in 0..CALLS {
+        let sealed = client
+            .call(
+                "tea",
+                "Encrypt",
+                json!({"KeyId": "alias/hot", "Plaintext": format!("n{n}")}),
+            )
+            .unwrap_or_else(|e| panic!("Encrypt {n}: {e:?}"));
+        assert!(sealed["CiphertextBlob"].is_string());
+    }
+    create_service_account(&env, "bearer").await;
+    grant(&env, "bearer", &["describekey"]).await;
+    let token = service_account_token(&env, "bearer", "keyward").await;
+    for n in 0..CALLS {
+        let described = client.run(json!({"sdk": "tea", "bearer_token": token,
+            "action": "DescribeKey", "params": {"KeyId": "alias/hot"}}));
+        assert!(
+            described.get("error").is_none(),
+            "DescribeKey {n}: {described}"
+        );
+    }
+    let windows = started.elapsed().as_secs() / 5 + 1;
+
+    let (status, metrics) = common::http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    // Every answer is counted, by action and outcome.
+    let encrypted = r#"keyward_kms_api_requests_total{action="Encrypt",code="OK"}"#;
+    assert_eq!(series(&metrics, encrypted), CALLS, "{metrics}");
+    let described = r#"keyward_kms_api_requests_total{action="DescribeKey",code="OK"}"#;
+    assert_eq!(series(&metrics, described), CALLS, "{metrics}");
+    // The material: read once (again only if the store's watch lagged its first read).
+    let read = series(
+        &metrics,
+        r#"keyward_kms_api_store_reads_total{from="cluster"}"#,
+    );
+    let kept = series(
+        &metrics,
+        r#"keyward_kms_api_store_reads_total{from="cache"}"#,
+    );
+    assert!(
+        (1..=2).contains(&read),
+        "{read} live reads of the store:\n{metrics}"
+    );
+    assert_eq!(read + kept, CALLS, "{metrics}");
+    // RBAC and TokenReview: asked at most once per 5-second window each, not per call.
+    for review in ["SubjectAccessReview", "TokenReview"] {
+        let asked = series(
+            &metrics,
+            &format!(r#"keyward_kms_api_reviews_total{{review="{review}",from="cluster"}}"#),
+        );
+        assert!(
+            (1..=windows * 2).contains(&asked),
+            "{asked} {review}s in {windows} windows:\n{metrics}"
+        );
+    }
+}

@@ -46,7 +46,12 @@ pub struct Telemetry {
     /// What else must hold before the replica is ready: the KMS API's caches filled, when it
     /// serves the API (every replica does, so a Service must not send it calls before then).
     also_ready_when: OnceLock<ReadinessGate>,
+    /// Series another part renders (the KMS API's, when this replica serves it).
+    also_render: OnceLock<MetricsSection>,
 }
+
+/// Renders more series into the exposition, in the text format (see [`header`]).
+pub type MetricsSection = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// A condition readiness also waits for.
 pub type ReadinessGate = Box<dyn Fn() -> bool + Send + Sync>;
@@ -62,6 +67,7 @@ impl Telemetry {
             leader: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             also_ready_when: OnceLock::new(),
+            also_render: OnceLock::new(),
         }
     }
 
@@ -81,6 +87,11 @@ impl Telemetry {
     /// Adds a condition readiness waits for (set once).
     pub fn also_ready_when(&self, gate: ReadinessGate) {
         let _ = self.also_ready_when.set(gate);
+    }
+
+    /// Adds series to what [`Telemetry::render`] exposes (set once).
+    pub fn also_render(&self, section: MetricsSection) {
+        let _ = self.also_render.set(section);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -137,6 +148,9 @@ impl Telemetry {
             "keyward_leader {}",
             u8::from(self.leader.load(Ordering::Relaxed))
         );
+        if let Some(section) = self.also_render.get() {
+            section(&mut out);
+        }
         out
     }
 
@@ -337,7 +351,8 @@ fn known_reason(reason: &str) -> &'static str {
         .unwrap_or("Other")
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// A series' `# HELP` and `# TYPE` lines.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 

@@ -4,18 +4,12 @@
 //! per window, not one per call (concurrent calls on a cold question wait for one review); a
 //! revoked RoleBinding takes effect within that window.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
+use super::recent::{Recent, TTL};
 use crate::cluster::Kube;
 use crate::error::Error;
 
 /// How long a decision is reused.
-pub const DECISION_TTL: Duration = Duration::from_secs(5);
-
-/// Decisions kept at most; past it, expired ones are dropped, and if none has expired, all.
-const MAX_DECISIONS: usize = 10_000;
+pub const DECISION_TTL: std::time::Duration = TTL;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Question {
@@ -25,28 +19,16 @@ struct Question {
     name: Option<String>,
 }
 
-/// What is known of one question: the last answer, and a lock that lets one request ask while
-/// the others wait for its answer, so a burst of calls on a cold key sends one review.
-#[derive(Default)]
-struct Known {
-    decision: Option<(bool, Instant)>,
-    asking: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Known {
-    fn fresh(&self, now: Instant) -> Option<bool> {
-        self.decision
-            .filter(|(_, at)| now.duration_since(*at) < DECISION_TTL)
-            .map(|(allowed, _)| allowed)
-    }
-}
-
 #[derive(Default)]
 pub struct Authorizer {
-    known: Mutex<HashMap<Question, Known>>,
+    decisions: Recent<Question, bool>,
 }
 
 impl Authorizer {
+    pub fn counts(&self) -> super::recent::Counts {
+        self.decisions.counts()
+    }
+
     /// Whether `user` may `verb` the Key `name` (or Keys, without a name) in `namespace`.
     pub async fn allowed(
         &self,
@@ -63,39 +45,10 @@ impl Authorizer {
             namespace: namespace.to_string(),
             name: name.map(str::to_string),
         };
-        let asking = {
-            let mut known = self.known();
-            let entry = known.entry(question.clone()).or_default();
-            if let Some(allowed) = entry.fresh(Instant::now()) {
-                return Ok(allowed);
-            }
-            entry.asking.clone()
-        };
-        let _turn = asking.lock().await;
-        // Whoever asked while this request waited has answered for it too.
-        if let Some(allowed) = self
-            .known()
-            .get(&question)
-            .and_then(|k| k.fresh(Instant::now()))
-        {
-            return Ok(allowed);
-        }
-        let allowed = kube
-            .review_access(user, groups, verb, namespace, name)
-            .await?;
-        let now = Instant::now();
-        let mut known = self.known();
-        if known.len() >= MAX_DECISIONS {
-            known.retain(|_, k| k.fresh(now).is_some());
-            if known.len() >= MAX_DECISIONS {
-                known.clear();
-            }
-        }
-        known.entry(question).or_default().decision = Some((allowed, now));
-        Ok(allowed)
-    }
-
-    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<Question, Known>> {
-        self.known.lock().expect("authorization decisions")
+        self.decisions
+            .answer(question, || {
+                kube.review_access(user, groups, verb, namespace, name)
+            })
+            .await
     }
 }

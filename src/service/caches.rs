@@ -13,6 +13,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::api::{AccessKey, Key, labels};
 use crate::reconcile::Scope;
+use crate::service::materials::Materials;
 use crate::store::credential::Credential;
 
 pub struct Caches {
@@ -22,6 +23,8 @@ pub struct Caches {
     /// keyward's copies of AccessKey pairs (the store namespace; small, and whole: a signature
     /// is checked against the secret).
     credentials: reflector::Store<Secret>,
+    /// Key material, read once per change of its store.
+    pub materials: Materials,
     /// Set once every cache held its first full list: a filled cache stays filled.
     filled: AtomicBool,
 }
@@ -39,7 +42,9 @@ impl Caches {
         let key_api: Api<Key> = crate::cluster::api(client.clone(), scope.namespace.as_deref());
         let access_key_api: Api<AccessKey> =
             crate::cluster::api(client.clone(), scope.namespace.as_deref());
-        let credential_api: Api<Secret> = crate::cluster::api(client, Some(&scope.store_namespace));
+        let credential_api: Api<Secret> =
+            crate::cluster::api(client.clone(), Some(&scope.store_namespace));
+        let (materials, materials_watch) = Materials::start(client, scope);
         let mut selector = format!(
             "{},{}={}",
             labels::managed_selector(),
@@ -64,7 +69,12 @@ impl Caches {
             .reflect(credentials_writer)
             .for_each(|_| futures::future::ready(()));
         let watches = async move {
-            futures::join!(keys_watch, access_keys_watch, credentials_watch);
+            futures::join!(
+                keys_watch,
+                access_keys_watch,
+                credentials_watch,
+                materials_watch
+            );
         }
         .boxed();
         (
@@ -72,6 +82,7 @@ impl Caches {
                 keys,
                 access_keys,
                 credentials,
+                materials,
                 filled: AtomicBool::new(false),
             },
             watches,
@@ -96,7 +107,8 @@ impl Caches {
                     .wait_until_ready()
                     .map(|r| r.is_ok())
                     .boxed(),
-            );
+            )
+            && self.materials.synced();
         self.filled.store(filled, Ordering::Relaxed);
         filled
     }

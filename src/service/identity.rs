@@ -1,13 +1,19 @@
 //! Who sent a request: the ServiceAccount an AccessKey pair acts as (signature v1 or ACS3), or
-//! the ServiceAccount a bearer token belongs to (a TokenReview with audience `keyward`).
+//! the ServiceAccount a bearer token belongs to (a TokenReview with audience `keyward`, its
+//! answer reused for a few seconds, as RBAC's are).
 
 use http::StatusCode;
 use jiff::Timestamp;
 
+use ring::digest;
+
 use super::ApiContext;
 use super::error::ApiError;
+use super::recent::Recent;
 use super::request::ApiRequest;
 use super::signing::{self, AuthError, Claim};
+use crate::cluster::Kube;
+use crate::error::Error;
 
 /// The audience a bearer token must have been issued for.
 pub const TOKEN_AUDIENCE: &str = "keyward";
@@ -35,6 +41,30 @@ impl Caller {
     }
 }
 
+/// TokenReview answers, by a hash of the token (the token itself is not kept): a hot caller
+/// costs one review per token per [`super::recent::TTL`], not one per call.
+#[derive(Default)]
+pub struct TokenReviews(Recent<[u8; 32], Option<String>>);
+
+impl TokenReviews {
+    pub fn counts(&self) -> super::recent::Counts {
+        self.0.counts()
+    }
+
+    /// The username the API server authenticates `token` as (audience [`TOKEN_AUDIENCE`]), or
+    /// `None` if it does not.
+    async fn username(&self, kube: &Kube, token: &str) -> Result<Option<String>, Error> {
+        let mut hash = [0; 32];
+        hash.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+        self.0
+            .answer(hash, || async {
+                let user = kube.review_token(token, TOKEN_AUDIENCE).await?;
+                Ok(user.and_then(|u| u.username))
+            })
+            .await
+    }
+}
+
 pub async fn identify(ctx: &ApiContext, request: &ApiRequest) -> Result<Caller, ApiError> {
     match signing::claim(request)? {
         Claim::Signed(claim) => {
@@ -55,15 +85,15 @@ pub async fn identify(ctx: &ApiContext, request: &ApiRequest) -> Result<Caller, 
             ))
         }
         Claim::Bearer(token) => {
-            let user = ctx
-                .kube
-                .review_token(token.expose(), TOKEN_AUDIENCE)
+            let username = ctx
+                .token_reviews
+                .username(&ctx.kube, token.expose())
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "a TokenReview failed");
                     ApiError::unavailable("The token could not be reviewed; try again.")
                 })?;
-            let username = user.and_then(|u| u.username).ok_or_else(|| {
+            let username = username.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "InvalidBearerToken",

@@ -12,9 +12,12 @@ pub mod authz;
 pub mod caches;
 pub mod error;
 pub mod identity;
+pub mod materials;
+pub mod recent;
 pub mod request;
 pub mod server;
 pub mod signing;
+pub mod stats;
 pub mod tls;
 
 use crate::cluster::Kube;
@@ -26,8 +29,6 @@ use identity::Caller;
 /// What every request shares.
 pub struct ApiContext {
     pub kube: Kube,
-    /// keyward's store namespace, where each key's material is read for a call.
-    pub store_namespace: String,
     /// The one namespace keyward watches, if it is namespaced: Keys are created only there.
     pub watch_namespace: Option<String>,
     /// The CreateKey rules, checked before the API writes a Key: an invalid request leaves
@@ -36,6 +37,8 @@ pub struct ApiContext {
     pub caches: Caches,
     pub nonces: signing::NonceCache,
     pub authorizer: authz::Authorizer,
+    pub token_reviews: identity::TokenReviews,
+    pub stats: stats::ApiStats,
 }
 
 impl ApiContext {

@@ -83,10 +83,15 @@ async fn answer(
         .as_ref()
         .map(ApiRequest::format)
         .unwrap_or(Format::Json);
-    let outcome = match parsed {
-        Ok(request) => handle(&ctx, &request, &request_id).await,
-        Err(e) => Err(e.into()),
+    let (outcome, action) = match parsed {
+        Ok(request) => {
+            let outcome = handle(&ctx, &request, &request_id).await;
+            (outcome, request.action().map(str::to_string))
+        }
+        Err(e) => (Err(e.into()), None),
     };
+    let code = outcome.as_ref().err().map(|e| e.error.code.as_str());
+    ctx.stats.answered(action.as_deref(), code);
     Ok(document(outcome, &request_id, format))
 }
 

@@ -1,5 +1,7 @@
-//! The cryptographic operations: material is read from the key's store for the call and never
-//! leaves keyward; only ciphertexts, signatures, public keys and data keys are returned.
+//! The cryptographic operations: material is read from the key's store (see
+//! [`crate::service::materials`]) and never leaves keyward; only ciphertexts, signatures, public keys and data keys are returned.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -12,7 +14,8 @@ use crate::kms::crypto::{self, Algorithm, EncryptionContext, PrivateKey, PublicK
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::SecretBytes;
 use crate::service::error::ApiError;
-use crate::store::{Store, store_name};
+use crate::service::materials::Unreadable;
+use crate::store::Store;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -75,7 +78,7 @@ struct Verified<'a> {
 pub async fn encrypt(call: &Call<'_>) -> Answer {
     let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
     call.authorize("encrypt", &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
+    let (metadata, store) = usable(call, &key, None).await?;
     let version = newest(&store)?;
     let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
     let plaintext = required(call.request, "Plaintext")?;
@@ -103,7 +106,7 @@ pub async fn decrypt(call: &Call<'_>) -> Answer {
     let header = crypto::peek(&blob)?;
     let key = find_key(call.ctx, call.caller, &header.key_id)?;
     call.authorize("decrypt", &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
+    let (metadata, store) = usable(call, &key, Some(&header.key_version_id)).await?;
     let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
     let secret = symmetric_key(&store, &header.key_version_id)?;
     let plaintext = crypto::decrypt(metadata.key_spec, &secret, &blob, &context)?;
@@ -151,7 +154,8 @@ pub async fn re_encrypt(call: &Call<'_>) -> Answer {
     let destination_context =
         EncryptionContext::from_param(call.request.param("DestinationEncryptionContext"))?;
 
-    let (source_metadata, source_store) = usable(call, &source).await?;
+    let (source_metadata, source_store) =
+        usable(call, &source, Some(&header.key_version_id)).await?;
     let source_secret = symmetric_key(&source_store, &header.key_version_id)?;
     let plaintext = crypto::decrypt(
         source_metadata.key_spec,
@@ -159,7 +163,7 @@ pub async fn re_encrypt(call: &Call<'_>) -> Answer {
         &blob,
         &source_context,
     )?;
-    let (metadata, store) = usable(call, &destination).await?;
+    let (metadata, store) = usable(call, &destination, None).await?;
     let version = newest(&store)?;
     let secret = symmetric_key(&store, &version)?;
     let sealed = crypto::encrypt(
@@ -187,7 +191,7 @@ pub async fn generate_data_key(call: &Call<'_>, with_plaintext: bool) -> Answer 
         false => "generatedatakeywithoutplaintext",
     };
     call.authorize(verb, &key).await?;
-    let (metadata, store) = usable(call, &key).await?;
+    let (metadata, store) = usable(call, &key, None).await?;
     let version = newest(&store)?;
     let length = crypto::data_key_length(
         call.request.param("KeySpec"),
@@ -222,7 +226,7 @@ pub async fn generate_data_key(call: &Call<'_>, with_plaintext: bool) -> Answer 
 pub async fn get_public_key(call: &Call<'_>) -> Answer {
     let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
     call.authorize("getpublickey", &key).await?;
-    let (metadata, store) = readable(call, &key).await?;
+    let (metadata, store) = readable(call, &key, requested_version(call)).await?;
     let version = version(call, &store)?;
     let public_key = store.public_pem(&version).ok_or_else(|| {
         Rejection::new(
@@ -246,7 +250,7 @@ pub async fn get_public_key(call: &Call<'_>) -> Answer {
 /// version asked for (the newest by default) and the algorithm.
 struct AsymmetricCall {
     metadata: KeyMetadata,
-    store: Store,
+    store: Arc<Store>,
     version: String,
     algorithm: Algorithm,
 }
@@ -255,7 +259,7 @@ impl AsymmetricCall {
     async fn open(call: &Call<'_>, verb: &str) -> Result<Self, ApiError> {
         let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
         call.authorize(verb, &key).await?;
-        let (metadata, store) = usable(call, &key).await?;
+        let (metadata, store) = usable(call, &key, requested_version(call)).await?;
         Ok(AsymmetricCall {
             metadata: metadata.clone(),
             version: version(call, &store)?,
@@ -346,9 +350,13 @@ pub async fn asymmetric_decrypt(call: &Call<'_>) -> Answer {
     }))
 }
 
-/// The key's metadata and store, for an operation that needs an Enabled key.
-async fn usable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, Store), ApiError> {
-    let (metadata, store) = readable(call, key).await?;
+/// The key's metadata and store, for an operation that needs an Enabled key (see [`readable`]).
+async fn usable<'k>(
+    call: &Call<'_>,
+    key: &'k Key,
+    version: Option<&str>,
+) -> Result<(&'k KeyMetadata, Arc<Store>), ApiError> {
+    let (metadata, store) = readable(call, key, version).await?;
     let refused = |code| {
         Rejection::new(
             code,
@@ -366,21 +374,35 @@ async fn usable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, S
     }
 }
 
-/// The key's metadata and its store, read live (the material of this call only).
-async fn readable<'k>(call: &Call<'_>, key: &'k Key) -> Result<(&'k KeyMetadata, Store), ApiError> {
+/// The key's metadata and its store (kept while the store is unchanged), holding the key's
+/// primary version and `version` if given.
+async fn readable<'k>(
+    call: &Call<'_>,
+    key: &'k Key,
+    version: Option<&str>,
+) -> Result<(&'k KeyMetadata, Arc<Store>), ApiError> {
     let metadata = metadata_of(key)?;
     let (namespace, name) = (key.namespace().unwrap_or_default(), key.name_any());
-    let secret = call
-        .ctx
-        .kube
-        .get_secret(&call.ctx.store_namespace, &store_name(&namespace, &name))
+    let needed: Vec<&str> = metadata
+        .primary_key_version
+        .as_deref()
+        .into_iter()
+        .chain(version)
+        .collect();
+    let materials = &call.ctx.caches.materials;
+    match materials
+        .store(&call.ctx.kube, &namespace, &name, &needed)
         .await
-        .map_err(|e| {
+    {
+        Ok(store) => Ok((metadata, store)),
+        Err(Unreadable::Store(rejection)) => Err(rejection.into()),
+        Err(Unreadable::Cluster(e)) => {
             tracing::warn!(error = %e, "reading a key's store for the KMS API failed");
-            ApiError::unavailable("The key's material could not be read; try again.")
-        })?
-        .ok_or_else(|| Rejection::new(Code::MaterialStoreMissing, "store missing"))?;
-    Ok((metadata, Store::parse(secret, &namespace, &name)?))
+            Err(ApiError::unavailable(
+                "The key's material could not be read; try again.",
+            ))
+        }
+    }
 }
 
 fn newest(store: &Store) -> Result<String, ApiError> {
@@ -393,9 +415,14 @@ fn newest(store: &Store) -> Result<String, ApiError> {
         })
 }
 
+/// The version the caller names in `KeyVersionId`, if any.
+fn requested_version<'c>(call: &'c Call<'_>) -> Option<&'c str> {
+    call.request.param("KeyVersionId").filter(|v| !v.is_empty())
+}
+
 /// The version `KeyVersionId` names (it must be the key's), else the newest.
 fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
-    match call.request.param("KeyVersionId").filter(|v| !v.is_empty()) {
+    match requested_version(call) {
         None => newest(store),
         Some(id) if store.record.has_version(id) => Ok(id.to_string()),
         Some(_) => Err(super::versions::version_not_found()),

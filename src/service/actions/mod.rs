@@ -62,7 +62,34 @@ impl Call<'_> {
     }
 }
 
-/// Answers one authenticated request: the response document, or why not.
+/// The actions [`perform`] serves (the metrics label requests by these names only).
+pub const SERVED: [&str; 22] = [
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "UpdateKeyDescription",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "UpdateRotationPolicy",
+    "CreateKeyVersion",
+    "DescribeKeyVersion",
+    "ListKeyVersions",
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GetPublicKey",
+    "AsymmetricSign",
+    "AsymmetricVerify",
+    "AsymmetricEncrypt",
+    "AsymmetricDecrypt",
+];
+
+/// Answers one authenticated request: the response document, or why not. (An action added
+/// here belongs in [`SERVED`] too.)
 pub async fn perform(
     ctx: &ApiContext,
     caller: &Caller,
