@@ -102,12 +102,13 @@ impl Scope {
     /// The label selector of the stores of the Keys in scope: an operator watching one
     /// namespace never sees, counts or destroys the stores of another's.
     pub fn stores_selector(&self) -> String {
-        let mut selector = format!(
-            "{},{}={}",
-            labels::managed_selector(),
-            labels::ROLE,
-            labels::ROLE_MATERIAL
-        );
+        self.role_selector(labels::ROLE_MATERIAL)
+    }
+
+    /// The label selector of the objects of `role` keyward keeps for the Keys (or AccessKeys)
+    /// in scope.
+    pub fn role_selector(&self, role: &str) -> String {
+        let mut selector = format!("{},{}={role}", labels::managed_selector(), labels::ROLE);
         if let Some(namespace) = &self.namespace {
             selector.push_str(&format!(",{}={namespace}", labels::KEY_NAMESPACE));
         }

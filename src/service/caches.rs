@@ -45,15 +45,7 @@ impl Caches {
         let credential_api: Api<Secret> =
             crate::cluster::api(client.clone(), Some(&scope.store_namespace));
         let (materials, materials_watch) = Materials::start(client, scope);
-        let mut selector = format!(
-            "{},{}={}",
-            labels::managed_selector(),
-            labels::ROLE,
-            labels::ROLE_CREDENTIAL
-        );
-        if let Some(namespace) = &scope.namespace {
-            selector.push_str(&format!(",{}={namespace}", labels::KEY_NAMESPACE));
-        }
+        let selector = scope.role_selector(labels::ROLE_CREDENTIAL);
         let keys_watch = watcher(key_api, config())
             .default_backoff()
             .modify(crate::reconcile::slim::<Key>)

@@ -18,7 +18,6 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::labels;
 use crate::cluster::Kube;
 use crate::error::Error;
 use crate::kms::error::{Code, Rejection};
@@ -55,20 +54,11 @@ impl Materials {
         scope: &Scope,
     ) -> (Materials, impl std::future::Future<Output = ()> + use<>) {
         let (versions, writer) = reflector::store();
-        let mut selector = format!(
-            "{},{}={}",
-            labels::managed_selector(),
-            labels::ROLE,
-            labels::ROLE_MATERIAL
-        );
-        if let Some(namespace) = &scope.namespace {
-            selector.push_str(&format!(",{}={namespace}", labels::KEY_NAMESPACE));
-        }
         // Metadata only: no material crosses this watch.
         let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, &scope.store_namespace);
         let config = watcher::Config::default()
             .timeout(crate::cluster::WATCH_TIMEOUT_SECS)
-            .labels(&selector);
+            .labels(&scope.stores_selector());
         let watch = watcher(api, config)
             .default_backoff()
             .reflect(writer)

@@ -869,19 +869,23 @@ fn a_bad_signature_leaves_no_nonce() {
     assert!(nonces.is_empty());
 }
 
+/// A claim by `access_key_id` with `nonce`, timestamped 2027-01-15T08:00:00Z, for the nonce
+/// cache (which never looks at the signature).
+fn unsigned_claim(access_key_id: &str, nonce: &str) -> SignedClaim {
+    SignedClaim::new(
+        access_key_id,
+        nonce,
+        "2027-01-15T08:00:00Z",
+        Proof::V1 { signature: vec![] },
+    )
+    .unwrap()
+}
+
 #[test]
 fn nonces_are_per_access_key() {
     let nonces = NonceCache::new(10);
     let now = Timestamp::from_second(1_800_000_000).unwrap();
-    let claim = |ak: &str, nonce: &str| {
-        SignedClaim::new(
-            ak,
-            nonce,
-            "2027-01-15T08:00:00Z",
-            Proof::V1 { signature: vec![] },
-        )
-        .unwrap()
-    };
+    let claim = unsigned_claim;
     nonces.admit(&claim("ak1", "n"), now).unwrap();
     nonces.admit(&claim("ak2", "n"), now).unwrap();
     // No confusion between ("ak", "1n") and ("ak1", "n").
@@ -896,15 +900,7 @@ fn nonces_are_per_access_key() {
 fn a_full_nonce_cache_refuses_until_entries_expire() {
     let nonces = NonceCache::new(2);
     let at = "2027-01-15T08:00:00Z".parse::<Timestamp>().unwrap();
-    let claim = |nonce: &str| {
-        SignedClaim::new(
-            "ak",
-            nonce,
-            "2027-01-15T08:00:00Z",
-            Proof::V1 { signature: vec![] },
-        )
-        .unwrap()
-    };
+    let claim = |nonce: &str| unsigned_claim("ak", nonce);
     nonces.admit(&claim("a"), at).unwrap();
     nonces.admit(&claim("b"), at).unwrap();
     let error = nonces.admit(&claim("c"), at).unwrap_err();
@@ -932,15 +928,7 @@ fn a_full_nonce_cache_refuses_until_entries_expire() {
 fn one_access_keys_full_room_does_not_refuse_another() {
     let nonces = NonceCache::new(2);
     let at = "2027-01-15T08:00:00Z".parse::<Timestamp>().unwrap();
-    let claim = |ak: &str, nonce: &str| {
-        SignedClaim::new(
-            ak,
-            nonce,
-            "2027-01-15T08:00:00Z",
-            Proof::V1 { signature: vec![] },
-        )
-        .unwrap()
-    };
+    let claim = unsigned_claim;
     nonces.admit(&claim("busy", "a"), at).unwrap();
     nonces.admit(&claim("busy", "b"), at).unwrap();
     assert_eq!(
