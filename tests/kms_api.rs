@@ -337,12 +337,21 @@ async fn rsa_encryption_keys_decrypt_what_openssl_encrypts_with_their_public_key
     env.start_operator(&["--kms-api-addr", "127.0.0.1:0", "--kms-api-insecure-http"]);
     env.apply_key("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: rsa}\nspec: {keySpec: RSA_2048, keyUsage: ENCRYPT/DECRYPT}\n")
         .await;
+    env.apply_key("apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: aes}\nspec: {}\n")
+        .await;
     env.wait_ready("rsa").await;
+    env.wait_ready("aes").await;
     create_service_account(&env, "vault").await;
     grant(
         &env,
         "vault",
-        &["asymmetricencrypt", "asymmetricdecrypt", "getpublickey"],
+        &[
+            "asymmetricencrypt",
+            "asymmetricdecrypt",
+            "getpublickey",
+            "reencrypt",
+            "decrypt",
+        ],
     )
     .await;
     let pair = access_key(&env, "vault-key", "vault").await;
@@ -420,6 +429,31 @@ async fn rsa_encryption_keys_decrypt_what_openssl_encrypts_with_their_public_key
             b64.decode(opened["Plaintext"].as_str().unwrap()).unwrap(),
             secret
         );
+
+        // ReEncrypt moves OpenSSL's ciphertext under a symmetric key, the plaintext staying
+        // inside keyward: the source is named with its version and algorithm.
+        let source = json!({"SourceKeyId": "alias/rsa",
+            "SourceKeyVersionId": public["KeyVersionId"],
+            "SourceEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+            "CiphertextBlob": b64.encode(scratch.read("sealed")), "DestinationKeyId": "alias/aes"});
+        let moved = call(sdk, &endpoint, &pair, "ReEncrypt", source.clone())
+            .unwrap_or_else(|e| panic!("{sdk} ReEncrypt from RSA: {e:?}"));
+        let opened = call(
+            sdk,
+            &endpoint,
+            &pair,
+            "Decrypt",
+            json!({"CiphertextBlob": moved["CiphertextBlob"]}),
+        )
+        .unwrap_or_else(|e| panic!("{sdk} Decrypt of the moved blob: {e:?}"));
+        assert_eq!(opened["Plaintext"].as_str().unwrap().as_bytes(), secret);
+        let mut unversioned = source.clone();
+        unversioned
+            .as_object_mut()
+            .unwrap()
+            .remove("SourceKeyVersionId");
+        let (code, message, _) = call(sdk, &endpoint, &pair, "ReEncrypt", unversioned).unwrap_err();
+        assert_eq!(code, "MissingSourceKeyVersionId", "{sdk}: {message}");
 
         // Past the algorithm's limit: refused, naming it.
         let (code, message, _) = call(

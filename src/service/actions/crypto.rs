@@ -123,46 +123,38 @@ pub async fn decrypt(call: &Call<'_>) -> Answer {
     }))
 }
 
-/// ReEncrypt: a CiphertextBlob of one symmetric key opened and sealed again under
-/// `DestinationKeyId`'s newest version, without the plaintext leaving keyward. RBAC is asked
-/// for `reencrypt` on both keys.
+/// ReEncrypt: a CiphertextBlob opened and sealed again under `DestinationKeyId`'s newest
+/// version, without the plaintext leaving keyward. The source is the symmetric key the blob
+/// names, or, with `SourceKeyId`, an asymmetric encryption key (`SourceKeyVersionId` and
+/// `SourceEncryptionAlgorithm` then say how to open it). RBAC is asked for `reencrypt` on both
+/// keys.
 pub async fn re_encrypt(call: &Call<'_>) -> Answer {
-    if call
-        .request
-        .param("SourceKeyId")
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Err(Rejection::new(
-            Code::UnsupportedOperation,
-            "ReEncrypt from an asymmetric key (SourceKeyId) is not served: call \
-             AsymmetricDecrypt, then Encrypt",
-        )
-        .into());
-    }
     let blob = decode(required(call.request, "CiphertextBlob")?, "CiphertextBlob")?;
-    let header = crypto::peek(&blob)?;
-    let source = find_key(call.ctx, call.caller, &header.key_id)?;
     let destination = find_key(
         call.ctx,
         call.caller,
         required(call.request, "DestinationKeyId")?,
     )?;
-    call.authorize("reencrypt", &source).await?;
-    call.authorize("reencrypt", &destination).await?;
-    let source_context =
-        EncryptionContext::from_param(call.request.param("SourceEncryptionContext"))?;
     let destination_context =
         EncryptionContext::from_param(call.request.param("DestinationEncryptionContext"))?;
-
-    let (source_metadata, source_store) =
-        usable(call, &source, Some(&header.key_version_id)).await?;
-    let source_secret = symmetric_key(&source_store, &header.key_version_id)?;
-    let plaintext = crypto::decrypt(
-        source_metadata.key_spec,
-        &source_secret,
-        &blob,
-        &source_context,
-    )?;
+    let asymmetric_source = call
+        .request
+        .param("SourceKeyId")
+        .is_some_and(|v| !v.is_empty());
+    let plaintext = if asymmetric_source {
+        let source = AsymmetricCall::open_as(call, "reencrypt", &REENCRYPT_SOURCE).await?;
+        crypto::asymmetric::decrypt(&source.private_key()?, source.algorithm, &blob)?
+    } else {
+        let header = crypto::peek(&blob)?;
+        let source = find_key(call.ctx, call.caller, &header.key_id)?;
+        call.authorize("reencrypt", &source).await?;
+        let source_context =
+            EncryptionContext::from_param(call.request.param("SourceEncryptionContext"))?;
+        let (metadata, store) = usable(call, &source, Some(&header.key_version_id)).await?;
+        let secret = symmetric_key(&store, &header.key_version_id)?;
+        crypto::decrypt(metadata.key_spec, &secret, &blob, &source_context)?
+    };
+    call.authorize("reencrypt", &destination).await?;
     let (metadata, store) = usable(call, &destination, None).await?;
     let version = newest(&store)?;
     let secret = symmetric_key(&store, &version)?;
@@ -226,8 +218,9 @@ pub async fn generate_data_key(call: &Call<'_>, with_plaintext: bool) -> Answer 
 pub async fn get_public_key(call: &Call<'_>) -> Answer {
     let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
     call.authorize("getpublickey", &key).await?;
-    let (metadata, store) = readable(call, &key, requested_version(call)).await?;
-    let version = version(call, &store)?;
+    let named = named_version(call, "KeyVersionId");
+    let (metadata, store) = readable(call, &key, named).await?;
+    let version = version_of(named, &store)?;
     let public_key = store.public_pem(&version).ok_or_else(|| {
         Rejection::new(
             Code::UnsupportedOperation,
@@ -255,15 +248,56 @@ struct AsymmetricCall {
     algorithm: Algorithm,
 }
 
+/// Where an asymmetric call names its key, version and algorithm.
+struct AsymmetricParams {
+    key_id: &'static str,
+    version: &'static str,
+    algorithm: &'static str,
+    /// Whether the version must be named (else the newest is used).
+    version_required: bool,
+}
+
+/// The Asymmetric* actions' own parameters.
+const DIRECT: AsymmetricParams = AsymmetricParams {
+    key_id: "KeyId",
+    version: "KeyVersionId",
+    algorithm: "Algorithm",
+    version_required: false,
+};
+
+/// ReEncrypt's source, when it is an asymmetric key.
+const REENCRYPT_SOURCE: AsymmetricParams = AsymmetricParams {
+    key_id: "SourceKeyId",
+    version: "SourceKeyVersionId",
+    algorithm: "SourceEncryptionAlgorithm",
+    version_required: true,
+};
+
 impl AsymmetricCall {
     async fn open(call: &Call<'_>, verb: &str) -> Result<Self, ApiError> {
-        let key = find_key(call.ctx, call.caller, required(call.request, "KeyId")?)?;
+        Self::open_as(call, verb, &DIRECT).await
+    }
+
+    async fn open_as(
+        call: &Call<'_>,
+        verb: &str,
+        params: &AsymmetricParams,
+    ) -> Result<Self, ApiError> {
+        let key = find_key(
+            call.ctx,
+            call.caller,
+            required(call.request, params.key_id)?,
+        )?;
         call.authorize(verb, &key).await?;
-        let (metadata, store) = usable(call, &key, requested_version(call)).await?;
+        let named = match params.version_required {
+            true => Some(required(call.request, params.version)?),
+            false => named_version(call, params.version),
+        };
+        let (metadata, store) = usable(call, &key, named).await?;
         Ok(AsymmetricCall {
             metadata: metadata.clone(),
-            version: version(call, &store)?,
-            algorithm: Algorithm::parse(required(call.request, "Algorithm")?)?,
+            version: version_of(named, &store)?,
+            algorithm: Algorithm::parse(required(call.request, params.algorithm)?)?,
             store,
         })
     }
@@ -415,14 +449,14 @@ fn newest(store: &Store) -> Result<String, ApiError> {
         })
 }
 
-/// The version the caller names in `KeyVersionId`, if any.
-fn requested_version<'c>(call: &'c Call<'_>) -> Option<&'c str> {
-    call.request.param("KeyVersionId").filter(|v| !v.is_empty())
+/// The version the caller names in `parameter`, if any.
+fn named_version<'c>(call: &'c Call<'_>, parameter: &str) -> Option<&'c str> {
+    call.request.param(parameter).filter(|v| !v.is_empty())
 }
 
-/// The version `KeyVersionId` names (it must be the key's), else the newest.
-fn version(call: &Call<'_>, store: &Store) -> Result<String, ApiError> {
-    match requested_version(call) {
+/// The version `named` (it must be the key's), else the newest.
+fn version_of(named: Option<&str>, store: &Store) -> Result<String, ApiError> {
+    match named {
         None => newest(store),
         Some(id) if store.record.has_version(id) => Ok(id.to_string()),
         Some(_) => Err(super::versions::version_not_found()),
