@@ -13,6 +13,7 @@ same digests.
                 [--stage NAME=DIR]...
     hack/oci.py files DOCKERFILE         the final stage's file set, one path a line
     hack/oci.py list FILE                the file set of an archive written by this script
+    hack/oci.py config FILE              its image config (JSON)
 
 `dockerfile` builds the image that the Dockerfile's final stage describes, so the Dockerfile
 stays the one description of keyward's image (hack/image.sh uses it). It reads only the
@@ -21,7 +22,9 @@ stage, mapped to a local directory with --stage NAME=DIR), USER, ENV, EXPOSE, EN
 WORKDIR and LABEL. Any other instruction, or a base image other than scratch, is an error, not
 ignored: the archive then could not hold what `docker build` would.
 
-Prints the image's manifest digest on stdout (`image`, `dockerfile`).
+`image` and `dockerfile` print the image's name; "{digest}" in --name stands for the first 12
+hex digits of the manifest's digest, so a tag can name the content (the name itself is kept
+outside the manifest, in index.json).
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def blob(blobs: dict[str, bytes], data: bytes, media_type: str) -> dict:
 
 
 def write_archive(spec: Spec, name: str, out: Path) -> str:
+    """Writes the archive; returns the image's name."""
     blobs: dict[str, bytes] = {}
     layer = blob(blobs, layer_tar(spec), LAYER_MEDIA_TYPE)
     config: dict = {"Env": spec.env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
@@ -129,6 +133,7 @@ def write_archive(spec: Spec, name: str, out: Path) -> str:
         "layers": [layer],
     }
     manifest_desc = blob(blobs, canonical(manifest), "application/vnd.oci.image.manifest.v1+json")
+    name = name.replace("{digest}", manifest_desc["digest"].split(":", 1)[1][:12])
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
     manifest_desc["annotations"] = {
         # ctr images import names the image after this annotation.
@@ -154,7 +159,7 @@ def write_archive(spec: Spec, name: str, out: Path) -> str:
         for digest in sorted(blobs):
             add("blobs/sha256/" + digest.split(":", 1)[1], blobs[digest])
     os.replace(tmp, out)
-    return manifest_desc["digest"]
+    return name
 
 
 def canonical(value: object) -> bytes:
@@ -310,6 +315,9 @@ def main() -> None:
     listing = sub.add_parser("list")
     listing.add_argument("archive", type=Path)
 
+    show_config = sub.add_parser("config")
+    show_config.add_argument("archive", type=Path)
+
     args = parser.parse_args()
     if args.command == "image":
         spec = Spec(env=args.env, exposed=args.expose, user=args.user)
@@ -335,14 +343,22 @@ def main() -> None:
         print("\n".join("/" + p for p in spec.paths()))
     elif args.command == "list":
         print("\n".join("/" + p for p in archive_paths(args.archive)))
+    elif args.command == "config":
+        with tarfile.open(args.archive) as outer:
+            manifest = archive_manifest(outer)
+            print(outer.extractfile("blobs/sha256/" + manifest["config"]["digest"].split(":", 1)[1]).read().decode())
+
+
+def archive_manifest(outer: tarfile.TarFile) -> dict:
+    index = json.load(outer.extractfile("index.json"))
+    manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]
+    return json.load(outer.extractfile("blobs/sha256/" + manifest_digest))
 
 
 def archive_paths(archive: Path) -> list[str]:
-    """The paths in the (single) layer of an archive that write_archive made."""
+    """The paths in the layers of an archive that write_archive made."""
     with tarfile.open(archive) as outer:
-        index = json.load(outer.extractfile("index.json"))
-        manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]
-        manifest = json.load(outer.extractfile("blobs/sha256/" + manifest_digest))
+        manifest = archive_manifest(outer)
         paths: list[str] = []
         for layer in manifest["layers"]:
             data = outer.extractfile("blobs/sha256/" + layer["digest"].split(":", 1)[1]).read()
