@@ -1,16 +1,19 @@
 # syntax=docker/dockerfile:1
 #
-# The keyward operator image: one static binary (x86_64-unknown-linux-musl) on
-# distroless/static, running as the non-root user 65532 with nothing else in the image (no
-# shell, no package manager). The Helm chart (charts/keyward) runs it with a read-only root
-# filesystem; the binary writes no files.
+# The keyward operator image: one static binary (x86_64-unknown-linux-musl) and nothing else
+# (no shell, no package manager, no CA bundle: the operator trusts only the cluster's CA, from
+# its ServiceAccount), running as the non-root user 65532. The Helm chart (charts/keyward) runs
+# it with a read-only root filesystem; the binary writes no files.
 #
-# NOT BUILT HERE: no Docker engine runs on the project's development or CI machines, so this
-# file is neither built nor tested by hack/test.sh or CI. Build it where a BuildKit engine runs:
+# Build it where a BuildKit engine runs:
 #
 #   docker build -t ghcr.io/keyward/keyward:0.1.0 .
 #
 # The tag should match charts/keyward/Chart.yaml's appVersion (the chart's default image.tag).
+#
+# Without an engine or a registry, hack/image.sh builds the same image: the same cargo command,
+# then this file's final stage read by hack/oci.py, which refuses any instruction it would not
+# reproduce exactly. So the final stage stays FROM scratch with one COPY per file.
 
 FROM rust:1.95-bookworm AS build
 # musl-gcc for the C parts of dependencies (ring); rustls, no OpenSSL, so nothing else.
@@ -27,7 +30,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin keyward --target x86_64-unknown-linux-musl \
     && cp target/x86_64-unknown-linux-musl/release/keyward /keyward
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM scratch
 COPY --from=build /keyward /keyward
 USER 65532:65532
 # /healthz, /readyz and /metrics (--http-addr, default 0.0.0.0:8080).

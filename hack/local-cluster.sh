@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # A real, local Kubernetes control plane for keyward's tests and demo:
-# etcd + kube-apiserver + kube-controller-manager on loopback, no kubelet.
+# etcd + kube-apiserver + kube-controller-manager on loopback, and with --node a node that runs
+# pods (kube-scheduler, containerd, kubelet, kube-proxy; hack/local-node.sh).
 #
-#   hack/local-cluster.sh install      install packages and build the binaries (cached)
-#   hack/local-cluster.sh up DIR       start a control plane; writes DIR/kubeconfig and DIR/env
-#   hack/local-cluster.sh down DIR     stop the control plane started in DIR
+#   hack/local-cluster.sh install [--node]
+#                                      install packages and build the binaries (cached); with
+#                                      --node also the node's (kubelet, kube-proxy,
+#                                      kube-scheduler, containerd, the pause image)
+#   hack/local-cluster.sh up DIR [--node]
+#                                      start a control plane; writes DIR/kubeconfig and DIR/env;
+#                                      with --node also a node, Ready to run pods (root only,
+#                                      one per host; docs/local-cluster.md)
+#   hack/local-cluster.sh down DIR     stop the control plane (and node) started in DIR
 #   hack/local-cluster.sh stop DIR C [--kill]
-#                                      stop one component C (etcd, kube-apiserver or
-#                                      kube-controller-manager) of the control plane in DIR:
+#                                      stop one component C (etcd, kube-apiserver,
+#                                      kube-controller-manager, or with a node kube-scheduler,
+#                                      containerd, kubelet, kube-proxy) of the cluster in DIR:
 #                                      SIGTERM (SIGKILL after 10s), or SIGKILL at once
 #   hack/local-cluster.sh start DIR C  start C again with its command line in DIR/C.cmd (same
 #                                      ports, same data), and wait until it is ready
@@ -30,8 +38,12 @@ as_root() {
 }
 
 install_packages() {
-  local pkgs=(etcd-server golang-1.19-go rsync jq golang-github-modern-go-reflect2-dev
-    openssl libssl-dev pkg-config python3 python3-venv make ca-certificates lua5.1)
+  install_packages_list etcd-server golang-1.19-go rsync jq golang-github-modern-go-reflect2-dev \
+    openssl libssl-dev pkg-config python3 python3-venv make ca-certificates lua5.1
+}
+
+install_packages_list() {
+  local pkgs=("$@")
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -75,13 +87,20 @@ install_kubectl() {
 }
 
 build_binaries() {
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ]; then
-    return 0
-  fi
+  build_k8s_binaries kube-apiserver kube-controller-manager
+}
+
+# Builds those of the named commands (cmd/NAME) that are not cached yet. The Go build cache
+# (~/.cache/go-build) is shared, so a second build from a fresh copy of the source recompiles
+# little.
+build_k8s_binaries() {
+  local want=() name
+  for name in "$@"; do [ -x "$BIN/$name" ] || want+=("$name"); done
+  [ ${#want[@]} -eq 0 ] && return 0
   enable_deb_src
   local work
   work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-k8s-src.XXXXXX")
-  log "building kube-apiserver and kube-controller-manager from Debian's kubernetes source in $work"
+  log "building ${want[*]} from Debian's kubernetes source in $work"
   (
     cd "$work"
     apt-get source --download-only kubernetes >/dev/null 2>&1
@@ -93,10 +112,10 @@ build_binaries() {
     mkdir -p "$vendored"
     find /usr/share/gocode/src/github.com/modern-go/reflect2/ -maxdepth 1 \
       \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$vendored/" \;
-    PATH=$GO:$PATH CGO_ENABLED=0 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >build.log 2>&1 ||
+    PATH=$GO:$PATH CGO_ENABLED=0 make WHAT="${want[*]/#/cmd/}" >build.log 2>&1 ||
       { tail -n 50 build.log >&2; exit 1; }
     mkdir -p "$BIN"
-    cp _output/bin/kube-apiserver _output/bin/kube-controller-manager "$BIN/"
+    for name in "${want[@]}"; do cp "_output/bin/$name" "$BIN/"; done
   )
   rm -rf "$work"
   log "binaries cached in $BIN"
@@ -114,7 +133,9 @@ make_pki() {
       -keyout ca.key -out ca.crt 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
       -keyout serving.key -out serving.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >serving.ext
+    # Also the names and addresses pods reach it at with a node (hack/local-node.sh): the
+    # kubernetes Service's ClusterIP and the node's bridge address.
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,DNS:kubernetes.default,DNS:kubernetes,IP:10.96.0.1,IP:10.244.0.1\n' >serving.ext
     openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile serving.ext -out serving.crt 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -193,6 +214,8 @@ write_cmd() {
 }
 
 COMPONENTS="etcd kube-apiserver kube-controller-manager"
+# shellcheck source=hack/local-node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/local-node.sh"
 
 check_component() {
   case " $COMPONENTS " in
@@ -300,6 +323,7 @@ start_component() {
         tail -c +"$((offset + 1))" "$dir/$name.log" |
           grep 'Caches are synced for namespace' >/dev/null && ready=true
         ;;
+      *) node_component_ready "$dir" "$name" && ready=true ;;
     esac
     $ready && break
     sleep 0.25
@@ -313,13 +337,25 @@ start_component() {
 }
 
 up() {
-  local dir=${1:?usage: up DIR}
+  local dir=${1:?usage: up DIR [--node]} node=false
+  case ${2:-} in
+    --node) node=true ;;
+    "") ;;
+    *) log "unknown option '$2': --node or nothing"; return 2 ;;
+  esac
   install_packages
   install_kubectl
   build_binaries
+  $node && install_node
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  if $node; then
+    [ "$(id -u)" -eq 0 ] || { log "--node needs root (containerd, bridges, iptables)"; return 1; }
+    node_lock "$dir"
+    node_host_setup
+  fi
   make_pki "$dir"
+  $node && node_pki "$dir"
   local etcd_port etcd_peer api_port
   etcd_port=$(free_port)
   etcd_peer=$(free_port)
@@ -341,14 +377,18 @@ up() {
   "${etcd_cmd[@]}" >"$dir/etcd.log" 2>&1 &
   echo $! >"$dir/etcd.pid"
 
+  # With a node, pods reach the API server at the bridge's address, and the kubelet's identity
+  # is authorized by the Node authorizer.
+  local bind=127.0.0.1 advertise=127.0.0.1 authz=RBAC
+  $node && { bind=0.0.0.0; advertise=$NODE_IP; authz=Node,RBAC; }
   local apiserver_cmd=("$BIN/kube-apiserver"
     --etcd-servers "http://127.0.0.1:$etcd_port"
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1
+    --bind-address "$bind" --advertise-address "$advertise"
     --secure-port "$api_port" --insecure-port 0
     --tls-cert-file "$dir/serving.crt" --tls-private-key-file "$dir/serving.key"
     --client-ca-file "$dir/ca.crt"
     --token-auth-file "$dir/tokens.csv"
-    --authorization-mode RBAC
+    --authorization-mode "$authz"
     --service-account-key-file "$dir/sa.pub"
     --service-account-signing-key-file "$dir/sa.key"
     --service-account-issuer https://kubernetes.default.svc
@@ -356,6 +396,9 @@ up() {
     --endpoint-reconciler-type none
     --audit-log-path "$dir/audit.log" --audit-policy-file "$dir/audit-policy.yaml"
     --audit-log-maxsize 4096)
+  if $node; then
+    mapfile -t -O ${#apiserver_cmd[@]} apiserver_cmd < <(node_apiserver_flags "$dir")
+  fi
   write_cmd "$dir" kube-apiserver "${apiserver_cmd[@]}"
   "${apiserver_cmd[@]}" >"$dir/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
@@ -364,7 +407,7 @@ up() {
 
   local controller_manager_cmd=("$BIN/kube-controller-manager"
     --kubeconfig "$dir/kubeconfig"
-    --controllers "garbagecollector,namespace,serviceaccount-token,serviceaccount"
+    --controllers "garbagecollector,namespace,serviceaccount-token,serviceaccount$($node && echo ",$NODE_CONTROLLERS")"
     --service-account-private-key-file "$dir/sa.key"
     --root-ca-file "$dir/ca.crt"
     --leader-elect=false --port 0 --secure-port 0)
@@ -375,10 +418,14 @@ up() {
   wait_ready "$dir"
   printf 'export KUBECONFIG=%s/kubeconfig\n' "$dir" >"$dir/env"
   log "control plane ready: KUBECONFIG=$dir/kubeconfig"
+  $node && node_up "$dir" "$api_port"
+  return 0
 }
 
 down() {
   local dir=${1:?usage: down DIR}
+  [ -d "$dir" ] && dir=$(cd "$dir" && pwd)
+  node_down "$dir"
   for p in kube-controller-manager kube-apiserver etcd; do
     if [ -f "$dir/$p.pid" ]; then
       kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
@@ -409,16 +456,20 @@ EOF
 }
 
 case ${1:-} in
-  install) install_packages; install_kubectl; build_binaries ;;
+  install)
+    install_packages; install_kubectl; build_binaries
+    case ${2:-} in --node) install_node ;; "") ;; *) echo "usage: $0 install [--node]" >&2; exit 2 ;; esac
+    ;;
   kubectl-path) echo "$BIN/kubectl" ;;
-  up) mkdir -p "${2:?usage: up DIR}"; write_audit_policy "$2"; up "$2" ;;
+  up) mkdir -p "${2:?usage: up DIR [--node]}"; write_audit_policy "$2"; up "$2" "${3:-}" ;;
   down) down "${2:?usage: down DIR}" ;;
   stop | start | restart)
     dir=${2:?usage: $1 DIR COMPONENT}
-    component=${3:?usage: $1 DIR etcd|kube-apiserver|kube-controller-manager}
-    check_component "$component"
+    component=${3:?usage: $1 DIR etcd|kube-apiserver|kube-controller-manager|NODE-COMPONENT}
     [ -d "$dir" ] || { log "no cluster directory $dir"; exit 1; }
     dir=$(cd "$dir" && pwd)
+    [ -f "$dir/containerd.cmd" ] && COMPONENTS="$COMPONENTS $NODE_COMPONENTS"
+    check_component "$component"
     case $1 in
       stop) stop_component "$dir" "$component" "${4:-}" ;;
       start) start_component "$dir" "$component" ;;
@@ -426,8 +477,9 @@ case ${1:-} in
     esac
     ;;
   *)
-    echo "usage: $0 install | up DIR | down DIR | stop|restart DIR COMPONENT [--kill] | start DIR COMPONENT" >&2
-    echo "  COMPONENT: etcd, kube-apiserver or kube-controller-manager" >&2
+    echo "usage: $0 install [--node] | up DIR [--node] | down DIR | stop|restart DIR COMPONENT [--kill] | start DIR COMPONENT" >&2
+    echo "  COMPONENT: etcd, kube-apiserver or kube-controller-manager; with a node also" >&2
+    echo "  kube-scheduler, containerd, kubelet or kube-proxy" >&2
     exit 2
     ;;
 esac
