@@ -455,12 +455,29 @@ rules:
 EOF
 }
 
+# Whether this machine can run a node (exit 0), else why not on stderr (exit 1): the test and
+# run commands start one wherever it can. A node needs root, overlayfs and cgroups.
+node_support() {
+  local why=
+  if [ "$(id -u)" -ne 0 ]; then
+    why="not root (containerd, bridges and iptables need it)"
+  elif ! grep -qw overlay /proc/filesystems && ! modprobe overlay 2>/dev/null; then
+    why="the kernel has no overlay file system"
+  elif [ ! -d /sys/fs/cgroup/memory ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+    why="no cgroup hierarchy is mounted under /sys/fs/cgroup"
+  fi
+  [ -z "$why" ] && return 0
+  echo "$why" >&2
+  return 1
+}
+
 case ${1:-} in
   install)
     install_packages; install_kubectl; build_binaries
     case ${2:-} in --node) install_node ;; "") ;; *) echo "usage: $0 install [--node]" >&2; exit 2 ;; esac
     ;;
   kubectl-path) echo "$BIN/kubectl" ;;
+  node-support) node_support ;;
   up) mkdir -p "${2:?usage: up DIR [--node]}"; write_audit_policy "$2"; up "$2" "${3:-}" ;;
   down) down "${2:?usage: down DIR}" ;;
   stop | start | restart)
@@ -477,7 +494,7 @@ case ${1:-} in
     esac
     ;;
   *)
-    echo "usage: $0 install [--node] | up DIR [--node] | down DIR | stop|restart DIR COMPONENT [--kill] | start DIR COMPONENT" >&2
+    echo "usage: $0 install [--node] | up DIR [--node] | down DIR | stop|restart DIR COMPONENT [--kill] | start DIR COMPONENT | node-support" >&2
     echo "  COMPONENT: etcd, kube-apiserver or kube-controller-manager; with a node also" >&2
     echo "  kube-scheduler, containerd, kubelet or kube-proxy" >&2
     exit 2

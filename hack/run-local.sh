@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# keyward's main job on a local control plane: starts etcd + kube-apiserver, installs the CRDs,
-# runs the operator, applies examples/ and prints each key's KeyMetadata.
+# keyward's main job on a local control plane: starts etcd + kube-apiserver (and a node where
+# this machine can run containers), installs the operator (with the chart, from an image built
+# here, onto the node; else the CRDs and the operator as a process), applies examples/ and
+# prints each key's KeyMetadata.
 #
 #   hack/run-local.sh          stop everything once the keys are printed
 #   hack/run-local.sh --keep   keep the control plane and the operator running (Ctrl-C stops)
@@ -11,8 +13,16 @@ keep=false
 [ "${1:-}" = "--keep" ] && keep=true
 
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
-hack/local-cluster.sh install
-cargo build --locked --bin keyward
+
+# With a node (wherever this machine can run containers) the operator runs as users run it:
+# the chart's pods, from an image built here. Otherwise as a process on this host.
+node=()
+if why=$(hack/local-cluster.sh node-support 2>&1); then
+  node=(--node)
+else
+  echo "NOTE: no node (this machine cannot run containers: $why); the operator runs as a process" >&2
+fi
+hack/local-cluster.sh install "${node[@]}"
 kubectl=$(hack/local-cluster.sh kubectl-path)
 
 cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/keyward-local.XXXXXX")
@@ -23,27 +33,50 @@ cleanup() {
   rm -rf "$cluster_dir"
 }
 trap cleanup EXIT
-hack/local-cluster.sh up "$cluster_dir"
+hack/local-cluster.sh up "$cluster_dir" "${node[@]}"
 export KUBECONFIG=$cluster_dir/kubeconfig
-
-# kubectl 1.20 rejects the CRDs' CEL rules client-side; the 1.20 server drops them.
-"$kubectl" apply --validate=false -f crds/
-"$kubectl" wait --for condition=established --timeout=60s -f crds/ >/dev/null
-
-# keyward's own namespace, which keeps every key's material store (--store-namespace).
-"$kubectl" create namespace keyward >/dev/null
 
 # The KeyVersion example is applied together with its Key: a development cluster may skip the
 # KMS's 7 days between versions.
-target/debug/keyward run --key-version-min-interval 0s 2>"$cluster_dir/operator.log" &
-operator_pid=$!
+dev_flag=--key-version-min-interval=0s
+if [ ${#node[@]} -gt 0 ]; then
+  image=$(hack/image.sh "$cluster_dir" | tail -n 1)
+  repository=${image%:*} tag=${image##*:}
+  "$kubectl" create namespace keyward >/dev/null
+  # Client-side apply without OpenAPI validation: the 1.20 server does not know the CRDs'
+  # CEL rules (docs/operations.md).
+  hack/helm.py install charts/keyward keyward --namespace keyward --kubeconfig "$KUBECONFIG" \
+    --server-side false --disable-openapi-validation --values-json "$(jq -cn \
+      --arg repository "$repository" --arg tag "$tag" --arg interval "${dev_flag#*=}" \
+      '{image: {repository: $repository, tag: $tag, pullPolicy: "IfNotPresent"},
+        keyVersionMinInterval: $interval}')" \
+    >/dev/null
+  operator_log() { "$kubectl" logs -n keyward -l app.kubernetes.io/name=keyward --tail 40 --prefix; }
+  if ! "$kubectl" wait -n keyward --for condition=Available deployment --all --timeout=180s >/dev/null; then
+    echo "the operator's pods did not become ready:" >&2
+    "$kubectl" get -n keyward pods -o wide >&2
+    operator_log >&2 || true
+    exit 1
+  fi
+  echo "operator: $("$kubectl" get -n keyward pods -o name | wc -l) pods of $image on the node" >&2
+else
+  cargo build --locked --bin keyward
+  # kubectl 1.20 rejects the CRDs' CEL rules client-side; the 1.20 server drops them.
+  "$kubectl" apply --validate=false -f crds/
+  "$kubectl" wait --for condition=established --timeout=60s -f crds/ >/dev/null
+  # keyward's own namespace, which keeps every key's material store (--store-namespace).
+  "$kubectl" create namespace keyward >/dev/null
+  target/debug/keyward run "$dev_flag" 2>"$cluster_dir/operator.log" &
+  operator_pid=$!
+  operator_log() { tail -n 40 "$cluster_dir/operator.log"; }
+fi
 
 namespace=keyward-demo
 "$kubectl" create namespace "$namespace" >/dev/null
 "$kubectl" apply -n "$namespace" -f examples/
 if ! "$kubectl" wait -n "$namespace" --for condition=Ready key,keyversion --all --timeout=120s >/dev/null; then
   echo "keys did not become Ready; operator log:" >&2
-  tail -n 40 "$cluster_dir/operator.log" >&2
+  operator_log >&2
   exit 1
 fi
 
@@ -63,6 +96,12 @@ done
 if $keep; then
   echo
   echo "The operator is running. In another shell: export KUBECONFIG=$KUBECONFIG"
-  echo "kubectl: $kubectl   operator log: $cluster_dir/operator.log   Ctrl-C stops everything."
-  wait "$operator_pid"
+  if [ -n "$operator_pid" ]; then
+    echo "kubectl: $kubectl   operator log: $cluster_dir/operator.log   Ctrl-C stops everything."
+    wait "$operator_pid"
+  else
+    echo "kubectl: $kubectl   operator logs: kubectl logs -n keyward -l app.kubernetes.io/name=keyward"
+    echo "Ctrl-C stops everything."
+    sleep infinity
+  fi
 fi
