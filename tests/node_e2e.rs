@@ -213,8 +213,6 @@ where
 /// current template, no old ones left. Their names.
 async fn rolled_out(env: &TestEnv, release: &Release, replicas: i32) -> Vec<String> {
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &release.namespace);
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &release.namespace);
-    let selector = format!("app.kubernetes.io/instance={}", release.name);
     within(
         "rolled out with every replica Ready",
         POD_CONVERGE,
@@ -228,16 +226,7 @@ async fn rolled_out(env: &TestEnv, release: &Release, replicas: i32) -> Vec<Stri
             if !done {
                 return None;
             }
-            let listed = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            let running: Vec<String> = listed
-                .items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .map(|p| p.name_any())
-                .collect();
+            let running = release_pods(env, release).await;
             (running.len() == replicas as usize).then_some(running)
         },
     )
@@ -246,15 +235,37 @@ async fn rolled_out(env: &TestEnv, release: &Release, replicas: i32) -> Vec<Stri
 
 /// The pod holding the release's Lease (identities are `<pod name>-<suffix>`).
 async fn leader(env: &TestEnv, release: &Release, pods: &[String]) -> String {
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &release.namespace);
-    within("a leader among the pods", POD_CONVERGE, || async {
-        let lease = leases.get_opt(&release.fullname()).await.ok()??;
-        let holder = lease.spec?.holder_identity?;
-        pods.iter()
-            .find(|p| holder.starts_with(&format!("{p}-")))
-            .cloned()
+    within("a leader among the pods", POD_CONVERGE, || {
+        leader_now(env, release, pods)
     })
     .await
+}
+
+/// The pod of `pods` that holds the release's Lease now, if one does.
+async fn leader_now(env: &TestEnv, release: &Release, pods: &[String]) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &release.namespace);
+    let lease = leases.get_opt(&release.fullname()).await.ok()??;
+    let holder = lease.spec?.holder_identity?;
+    pods.iter()
+        .find(|p| holder.starts_with(&format!("{p}-")))
+        .cloned()
+}
+
+/// The names of the release's pods that are not being deleted.
+async fn release_pods(env: &TestEnv, release: &Release) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &release.namespace);
+    let selector = format!("app.kubernetes.io/instance={}", release.name);
+    let listed = pods.list(&ListParams::default().labels(&selector)).await;
+    listed.map_or_else(
+        |_| Vec::new(),
+        |l| {
+            l.items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .map(|p| p.name_any())
+                .collect()
+        },
+    )
 }
 
 /// GETs `url` from a pod (busybox wget) in the test namespace; its output.
@@ -362,12 +373,14 @@ async fn chart_on_the_node(test: &str, dir: &Path, mode: impl Fn(&TestEnv) -> Va
         .unwrap();
     env.apply_key(&key_from_example("after-failover")).await;
     env.wait_ready("after-failover").await;
-    let survivor: Vec<String> = pods
-        .iter()
-        .filter(|p| **p != first_leader)
-        .cloned()
-        .collect();
-    let next_leader = leader(&env, &release, &survivor).await;
+    // The other replica, or the Deployment's replacement for the deleted pod if it started
+    // first: either way a pod other than the deleted one, serving under the Lease.
+    let next_leader = within("a new leader", POD_CONVERGE, || async {
+        let others = release_pods(&env, &release).await;
+        let others: Vec<String> = others.into_iter().filter(|p| *p != first_leader).collect();
+        leader_now(&env, &release, &others).await
+    })
+    .await;
     assert_ne!(next_leader, first_leader);
     let took = started.elapsed();
     assert!(
