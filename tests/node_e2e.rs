@@ -31,7 +31,8 @@ use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use common::{TestEnv, kubeconfig_path};
+use common::TestEnv;
+use common::helm::Release;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Pods start in seconds, but an image pull or a probe period may add some.
@@ -84,112 +85,6 @@ fn image(dir: &Path) -> (String, String) {
     });
     let (repository, tag) = reference.rsplit_once(':').expect("repository:tag");
     (repository.to_string(), tag.to_string())
-}
-
-// --- Helm through hack/helm.py --------------------------------------------------------------
-
-fn helm(args: &[&str]) -> Value {
-    let out = Command::new(Path::new(ROOT).join("hack/helm.py"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running hack/helm.py");
-    assert!(
-        out.status.success(),
-        "helm.py {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("helm.py prints JSON")
-}
-
-/// A release of the chart on the node; uninstalled on drop unless the test did.
-struct Release {
-    name: String,
-    namespace: String,
-    installed: bool,
-}
-
-impl Release {
-    /// Client-side apply without OpenAPI validation: the 1.20 server does not know the CRDs'
-    /// CEL rules (see tests/helm_e2e/main.rs).
-    fn install(namespace: &str, values: &Value) -> Release {
-        let release = Release {
-            name: format!(
-                "kwn{}",
-                &namespace[namespace.len() - 11..namespace.len() - 3]
-            ),
-            namespace: namespace.to_string(),
-            installed: true,
-        };
-        let kubeconfig = kubeconfig_path();
-        let summary = helm(&[
-            "install",
-            &format!("{ROOT}/charts/keyward"),
-            &release.name,
-            "--namespace",
-            namespace,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--values-json",
-            &values.to_string(),
-            "--server-side",
-            "false",
-            "--disable-openapi-validation",
-            "--take-ownership",
-        ]);
-        assert_eq!(summary["status"], "deployed", "{summary:#}");
-        release
-    }
-
-    fn fullname(&self) -> String {
-        format!("{}-keyward", self.name)
-    }
-
-    fn upgrade(&self, values: &Value) {
-        let kubeconfig = kubeconfig_path();
-        let summary = helm(&[
-            "upgrade",
-            &format!("{ROOT}/charts/keyward"),
-            &self.name,
-            "--namespace",
-            &self.namespace,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--values-json",
-            &values.to_string(),
-            "--disable-openapi-validation",
-        ]);
-        assert_eq!(summary["status"], "deployed", "{summary:#}");
-    }
-
-    fn uninstall(&mut self) {
-        self.installed = false;
-        let kubeconfig = kubeconfig_path();
-        helm(&[
-            "uninstall",
-            &self.name,
-            "--namespace",
-            &self.namespace,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ]);
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        if self.installed {
-            let kubeconfig = kubeconfig_path();
-            let _ = Command::new(Path::new(ROOT).join("hack/helm.py"))
-                .args(["uninstall", &self.name, "--namespace", &self.namespace])
-                .args([
-                    "--kubeconfig",
-                    kubeconfig.to_str().unwrap(),
-                    "--ignore-not-found",
-                ])
-                .output();
-        }
-    }
 }
 
 // --- what runs on the node ------------------------------------------------------------------
@@ -324,7 +219,7 @@ async fn chart_on_the_node(test: &str, dir: &Path, mode: impl Fn(&TestEnv) -> Va
         "networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": env.namespace}}}]},
     });
     merge(&mut values, mode(&env));
-    let mut release = Release::install(&env.store_namespace, &values);
+    let mut release = Release::install(&env.store_namespace, &values, true);
 
     // Two replicas Ready through the kubelet's probes, as the chart's ServiceAccount.
     let pods = rolled_out(&env, &release, 2).await;
@@ -395,7 +290,8 @@ async fn chart_on_the_node(test: &str, dir: &Path, mode: impl Fn(&TestEnv) -> Va
     // helm upgrade with changed values rolls every pod.
     let before = rolled_out(&env, &release, 2).await;
     merge(&mut values, json!({"logLevel": "debug"}));
-    release.upgrade(&values);
+    let upgraded = release.upgrade(&values);
+    assert_eq!(upgraded["status"], "deployed", "{upgraded:#}");
     let after = within("every pod replaced", POD_CONVERGE, || async {
         let now = rolled_out(&env, &release, 2).await;
         now.iter().all(|p| !before.contains(p)).then_some(now)

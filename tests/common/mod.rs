@@ -25,6 +25,7 @@
 
 pub mod cluster;
 pub mod env;
+pub mod helm;
 pub mod kms;
 pub mod leak;
 pub mod manifests;

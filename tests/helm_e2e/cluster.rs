@@ -16,109 +16,11 @@ use keyward::api::Key;
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
-use serde_json::Value;
 
 use crate::common::operator::OwnOperator;
-use crate::common::{CONVERGE, TestEnv, http_get, kubeconfig_path};
-use crate::{CHART, helm, helm_result};
+use crate::common::{CONVERGE, TestEnv, http_get};
 
-/// A Helm release in a test's namespace; uninstalled on drop if the test did not, so that no
-/// ClusterRole outlives a failed test.
-pub struct Release {
-    pub name: String,
-    pub namespace: String,
-    installed: bool,
-    /// What the install applied, as Helm recorded it.
-    pub manifest: String,
-}
-
-impl Release {
-    /// Installs the chart (client-side apply: see the module comment).
-    pub fn install(namespace: &str, values: &Value, take_ownership: bool) -> Release {
-        // The guard first: a failed install may leave objects (ClusterRoles among them).
-        let mut release = Release {
-            name: format!("kw{}", &namespace[namespace.len() - 8..]),
-            namespace: namespace.to_string(),
-            installed: true,
-            manifest: String::new(),
-        };
-        let values = values.to_string();
-        let kubeconfig = kubeconfig_path();
-        let mut args = vec![
-            "install",
-            CHART,
-            &release.name,
-            "--namespace",
-            namespace,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--values-json",
-            &values,
-            "--server-side",
-            "false",
-            "--disable-openapi-validation",
-        ];
-        if take_ownership {
-            args.push("--take-ownership");
-        }
-        let summary = helm(&args);
-        assert_eq!(summary["status"], "deployed", "{summary:#}");
-        assert_eq!(summary["revision"], 1);
-        release.manifest = summary["manifest"].as_str().unwrap().to_string();
-        release
-    }
-
-    pub fn fullname(&self) -> String {
-        format!("{}-keyward", self.name)
-    }
-
-    pub fn upgrade(&self, values: &Value) -> Value {
-        let values = values.to_string();
-        let kubeconfig = kubeconfig_path();
-        helm(&[
-            "upgrade",
-            CHART,
-            &self.name,
-            "--namespace",
-            &self.namespace,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--values-json",
-            &values,
-            "--disable-openapi-validation",
-        ])
-    }
-
-    pub fn uninstall(&mut self) -> Value {
-        self.installed = false;
-        let kubeconfig = kubeconfig_path();
-        helm(&[
-            "uninstall",
-            &self.name,
-            "--namespace",
-            &self.namespace,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ])
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        if self.installed {
-            let kubeconfig = kubeconfig_path();
-            let _ = helm_result(&[
-                "uninstall",
-                &self.name,
-                "--namespace",
-                &self.namespace,
-                "--kubeconfig",
-                kubeconfig.to_str().unwrap(),
-                "--ignore-not-found",
-            ]);
-        }
-    }
-}
+pub use crate::common::helm::Release;
 
 pub use crate::common::cluster::impersonating_kubeconfig;
 

@@ -32,30 +32,4 @@ mod kms_api;
 mod kms_api_install;
 mod rendering;
 
-use std::process::{Command, Stdio};
-
-use serde_json::Value;
-
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/keyward");
-const HELM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/helm.py");
-
-// --- Helm through hack/helm.py ---------------------------------------------------------
-
-/// Runs hack/helm.py; its JSON answer, or its stderr.
-fn helm_result(args: &[&str]) -> Result<Value, String> {
-    let out = Command::new(HELM)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {HELM}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(stderr);
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("helm.py {args:?} printed no JSON ({e}); stderr:\n{stderr}"))
-}
-
-fn helm(args: &[&str]) -> Value {
-    helm_result(args).unwrap_or_else(|e| panic!("helm.py {args:?} failed:\n{e}"))
-}
+use common::helm::{CHART, helm, helm_result};
