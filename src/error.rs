@@ -19,6 +19,13 @@ pub enum Error {
     NamespaceMissing(String),
     #[error("waiting for the controller's answer failed: {0}")]
     Wait(String),
+    #[error("the HSM failed: {0}")]
+    Hsm(#[from] crate::hsm::HsmError),
+    #[error(
+        "key {0} is an HSM key, and this keyward runs without an HSM: start it with \
+         --pkcs11-module, --pkcs11-token-label and --pkcs11-pin-file (docs/hsm.md)"
+    )]
+    NoHsm(String),
 }
 
 impl Error {
@@ -33,6 +40,7 @@ impl Error {
             Error::NamespaceMissing(_) => "NamespaceMissing",
             Error::Stale(_) => "Stale",
             Error::Wait(_) => "KubeApi",
+            Error::Hsm(_) | Error::NoHsm(_) => "Hsm",
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod cluster;
 pub mod error;
+pub mod hsm;
 pub mod kms;
 pub mod kms_client;
 pub mod plan;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use keyward::cluster::Kube;
-use keyward::kms::rules::RuleSettings;
+use keyward::hsm::{Hsm, Pkcs11Config};
+use keyward::kms::rules::{HsmSupport, RuleSettings};
 use keyward::kms::schedule::{Interval, parse_interval};
 use keyward::plan::PlanSettings;
 use keyward::reconcile::{self, Context, Scope};
@@ -124,6 +125,20 @@ struct RunArgs {
     #[arg(long, env = "KEYWARD_KMS_API_NONCE_CAPACITY", default_value_t = keyward::service::signing::NonceCache::DEFAULT_CAPACITY)]
     kms_api_nonce_capacity: usize,
 
+    /// The PKCS#11 module (a shared library) of the HSM that `protectionLevel: HSM` keys are
+    /// generated and used in; without it HSM keys are refused (docs/hsm.md).
+    #[arg(long, env = "KEYWARD_PKCS11_MODULE", requires = "pkcs11_token_label")]
+    pkcs11_module: Option<std::path::PathBuf>,
+
+    /// The label of the token in the module that holds keyward's keys.
+    #[arg(long, env = "KEYWARD_PKCS11_TOKEN_LABEL", requires = "pkcs11_module")]
+    pkcs11_token_label: Option<String>,
+
+    /// A file holding the token's user PIN (a trailing newline is ignored), e.g. a mounted
+    /// Secret. Else the PIN is read from $KEYWARD_PKCS11_PIN, never from the command line.
+    #[arg(long, env = "KEYWARD_PKCS11_PIN_FILE", requires = "pkcs11_module")]
+    pkcs11_pin_file: Option<std::path::PathBuf>,
+
     /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader runs the
     /// controllers, and it stops at once if it loses the Lease.
     #[arg(long, env = "KEYWARD_LEADER_ELECT")]
@@ -218,6 +233,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.min_rotation_interval,
         args.max_rotation_interval
     );
+    let hsm = open_hsm(&args).await?;
     let client = keyward::cluster::client()
         .await
         .context("no usable kubeconfig or in-cluster config")?;
@@ -234,6 +250,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             region: args.region,
             min_rotation_interval: args.min_rotation_interval,
             max_rotation_interval: args.max_rotation_interval,
+            hsm: hsm.as_ref().map(|hsm| HsmSupport {
+                module: hsm.module().to_string(),
+                unsupported: hsm.capabilities().unsupported.clone(),
+            }),
         },
         account_id,
         max_requeue: MAX_REQUEUE,
@@ -259,6 +279,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrent_reconciles,
     };
     let telemetry = Arc::new(Telemetry::new(settings.max_asymmetric_versions));
+    if let Some(hsm) = hsm.clone() {
+        telemetry.also_render(Box::new(move |out| hsm.render_metrics(out)));
+    }
     let (listener, http_addr) = http::bind(args.http_addr)
         .await
         .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
@@ -276,15 +299,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let api = ApiSettings {
             rules: settings.rules.clone(),
             nonce_capacity: args.kms_api_nonce_capacity,
+            hsm: hsm.clone(),
         };
         serve_kms_api(addr, transport, &kube, &scope, api, &telemetry).await?;
     }
-    let ctx = Arc::new(Context::new(
-        kube.clone(),
-        settings,
-        scope,
-        telemetry.clone(),
-    ));
+    let ctx =
+        Arc::new(Context::new(kube.clone(), settings, scope, telemetry.clone()).with_hsm(hsm));
 
     if args.leader_elect {
         let config = lease_config(
@@ -308,6 +328,41 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 struct ApiSettings {
     rules: RuleSettings,
     nonce_capacity: usize,
+    hsm: Option<Hsm>,
+}
+
+/// Opens the HSM of `--pkcs11-module`, if one is set: the token must be reachable and the PIN
+/// right, or keyward does not start. Logs which key specs the module can hold.
+async fn open_hsm(args: &RunArgs) -> anyhow::Result<Option<Hsm>> {
+    let (Some(module), Some(token_label)) = (&args.pkcs11_module, &args.pkcs11_token_label) else {
+        return Ok(None);
+    };
+    let pin = match &args.pkcs11_pin_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --pkcs11-pin-file {}", path.display()))?,
+        None => std::env::var("KEYWARD_PKCS11_PIN").map_err(|_| {
+            anyhow::anyhow!(
+                "--pkcs11-module needs the token's user PIN: set --pkcs11-pin-file (a file, e.g. \
+                 a mounted Secret) or $KEYWARD_PKCS11_PIN"
+            )
+        })?,
+    };
+    let config = Pkcs11Config {
+        module: module.clone(),
+        token_label: token_label.clone(),
+        pin: pin.trim_end_matches(['\n', '\r']).to_string().into(),
+    };
+    let hsm = tokio::task::spawn_blocking(move || Hsm::open(config))
+        .await?
+        .with_context(|| format!("opening the HSM token {token_label:?} of --pkcs11-module"))?;
+    let capabilities = hsm.capabilities();
+    let supported: Vec<&str> = capabilities.supported.iter().map(|s| s.as_str()).collect();
+    tracing::info!(module = %hsm.module(), token = %hsm.token_label(),
+        supported = %supported.join(","), "HSM token reachable; HSM keys are generated in it");
+    for (spec, why) in &capabilities.unsupported {
+        tracing::info!(key_spec = %spec, reason = %why, "the HSM cannot hold this key spec");
+    }
+    Ok(Some(hsm))
 }
 
 /// Starts the KMS API on `addr`, with its own caches (a standby serves it too).
@@ -330,6 +385,7 @@ async fn serve_kms_api(
         authorizer: Default::default(),
         token_reviews: Default::default(),
         stats: Default::default(),
+        hsm: settings.hsm,
     });
     let gate = ctx.clone();
     telemetry.also_ready_when(Box::new(move || gate.caches.synced()));

@@ -207,6 +207,7 @@ fn material_secret(name: &str, material: &Material) -> Secret {
                 ByteString(public_pem.as_bytes().to_vec()),
             ),
         ]),
+        Material::InToken { .. } => unreachable!("the baseline writes software material"),
     };
     Secret {
         metadata: ObjectMeta {

@@ -68,8 +68,10 @@ pub struct KeyRequest {
     #[schemars(extend("enum" = ["Aliyun_KMS", "EXTERNAL"]))]
     pub origin: Option<String>,
 
-    /// The protection level: SOFTWARE (default) or HSM. Case-sensitive. HSM has no backend in
-    /// keyward yet and is refused. Immutable once the key exists.
+    /// The protection level: SOFTWARE (default) or HSM. Case-sensitive. HSM keys are generated
+    /// and used inside the PKCS#11 token keyward is started with (--pkcs11-module); without
+    /// one, or for a key spec the module cannot hold, they are refused. Immutable once the key
+    /// exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["SOFTWARE", "HSM"]))]
     pub protection_level: Option<String>,

@@ -16,7 +16,7 @@ pub enum Code {
     MissingParameter,
     /// The combination is valid on its own but the KMS does not support it.
     UnsupportedOperation,
-    /// The protection level has no backend.
+    /// The protection level cannot hold the key: no HSM, or an HSM without the key spec.
     UnsupportedProtectionLevel,
     /// A field that is fixed once the key exists was changed.
     ImmutableField,

@@ -16,6 +16,17 @@ pub struct RuleSettings {
     /// Bounds of `rotationInterval`, inclusive (the seed: 7 to 730 days).
     pub min_rotation_interval: Interval,
     pub max_rotation_interval: Interval,
+    /// The HSM keys can be generated in (`--pkcs11-module`); `None` refuses HSM keys.
+    pub hsm: Option<HsmSupport>,
+}
+
+/// What the configured PKCS#11 module can hold, as read from it at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HsmSupport {
+    /// The module's path, named in refusals.
+    pub module: String,
+    /// The key specs the module cannot hold, each with the reason.
+    pub unsupported: Vec<(KeySpec, String)>,
 }
 
 impl RuleSettings {
@@ -25,6 +36,7 @@ impl RuleSettings {
             region: region.into(),
             min_rotation_interval: Interval::from_days(7),
             max_rotation_interval: Interval::from_days(730),
+            hsm: None,
         }
     }
 }
@@ -110,7 +122,7 @@ pub fn validate(request: &KeyRequest, settings: &RuleSettings) -> Result<ValidKe
         Origin::parse,
         Origin::allowed,
     )?;
-    check_protection_level(protection_level)?;
+    check_protection_level(request, protection_level, key_spec, origin, settings)?;
     check_usage(request, key_spec, key_usage)?;
     check_origin(key_spec, origin)?;
     let rotation = if request.enable_automatic_rotation == Some(true) {
@@ -150,15 +162,61 @@ fn validate_description(request: &KeyRequest) -> Result<String, Rejection> {
     Ok(description)
 }
 
-/// `protectionLevel: HSM` has no backend yet.
-fn check_protection_level(protection_level: ProtectionLevel) -> Result<(), Rejection> {
+/// `protectionLevel: HSM` needs an HSM that can hold the key spec; imported material is not
+/// put into an HSM yet.
+fn check_protection_level(
+    request: &KeyRequest,
+    protection_level: ProtectionLevel,
+    key_spec: KeySpec,
+    origin: Origin,
+    settings: &RuleSettings,
+) -> Result<(), Rejection> {
     if protection_level != ProtectionLevel::Hsm {
         return Ok(());
     }
+    let Some(hsm) = &settings.hsm else {
+        return Err(Rejection::new(
+            Code::UnsupportedProtectionLevel,
+            "spec.protectionLevel HSM is not available: this keyward runs without a hardware \
+             security module (start it with --pkcs11-module, --pkcs11-token-label and \
+             --pkcs11-pin-file; docs/hsm.md); or set spec.protectionLevel: SOFTWARE (or omit it)",
+        ));
+    };
+    if origin == Origin::External {
+        return Err(Rejection::new(
+            Code::UnsupportedOperation,
+            "spec.origin EXTERNAL with spec.protectionLevel HSM is not supported: keyward does \
+             not import material into the HSM yet; set spec.origin: Aliyun_KMS to have the key \
+             generated in the HSM, or spec.protectionLevel: SOFTWARE to import it",
+        ));
+    }
+    let Some((_, why)) = hsm.unsupported.iter().find(|(spec, _)| *spec == key_spec) else {
+        return Ok(());
+    };
+    let supported: Vec<&str> = KeySpec::ALL
+        .iter()
+        .filter(|spec| !hsm.unsupported.iter().any(|(s, _)| s == *spec))
+        .map(|spec| spec.as_str())
+        .collect();
+    let given = match request.key_spec {
+        Some(_) => format!("spec.keySpec {key_spec}"),
+        None => format!(
+            "spec.keySpec defaults to {key_spec} for HSM keys in region {}, and",
+            settings.region
+        ),
+    };
     Err(Rejection::new(
         Code::UnsupportedProtectionLevel,
-        "spec.protectionLevel HSM is not supported: keyward has no hardware security module \
-         backend yet; set spec.protectionLevel: SOFTWARE (or omit it)",
+        format!(
+            "{given} cannot be generated in the HSM: PKCS#11 module {} cannot hold {key_spec} \
+             keys ({why}); set spec.keySpec to one it holds ({}), or spec.protectionLevel: \
+             SOFTWARE",
+            hsm.module,
+            match supported.is_empty() {
+                true => "none".to_string(),
+                false => supported.join(", "),
+            }
+        ),
     ))
 }
 
@@ -552,9 +610,10 @@ mod tests {
     }
 
     #[test]
-    fn hsm_is_unsupported_with_a_clear_message() {
+    fn hsm_without_a_module_is_refused_naming_the_flags() {
         let e = rejected(&request(|r| r.protection_level = Some("HSM".into())));
         assert_eq!(e.code, Code::UnsupportedProtectionLevel);
+        assert!(e.detail.contains("--pkcs11-module"), "{e}");
         assert!(
             e.to_string()
                 .starts_with("Unsupported.ProtectionLevel: spec.protectionLevel HSM")
@@ -563,6 +622,90 @@ mod tests {
             e.detail.contains("set spec.protectionLevel: SOFTWARE"),
             "{e}"
         );
+    }
+
+    /// A module like SoftHSM2: no SM2 or SM4.
+    fn with_hsm(region: &str) -> RuleSettings {
+        RuleSettings {
+            hsm: Some(HsmSupport {
+                module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+                unsupported: vec![
+                    (KeySpec::AliyunSm4, "no SM4".into()),
+                    (KeySpec::EcSm2, "no SM2".into()),
+                ],
+            }),
+            ..RuleSettings::with_seed_bounds(region)
+        }
+    }
+
+    fn hsm_request(spec: Option<&str>, usage: Option<&str>) -> KeyRequest {
+        request(|r| {
+            r.protection_level = Some("HSM".into());
+            r.key_spec = spec.map(Into::into);
+            r.key_usage = usage.map(Into::into);
+        })
+    }
+
+    #[test]
+    fn hsm_keys_of_specs_the_module_holds_are_valid() {
+        let settings = with_hsm("local");
+        for (spec, usage) in [
+            (None, None),
+            (Some("Aliyun_AES_256"), None),
+            (Some("RSA_2048"), Some("SIGN/VERIFY")),
+            (Some("RSA_2048"), Some("ENCRYPT/DECRYPT")),
+            (Some("EC_P256"), Some("SIGN/VERIFY")),
+            (Some("EC_P256K"), Some("SIGN/VERIFY")),
+        ] {
+            let key = validate(&hsm_request(spec, usage), &settings).unwrap();
+            assert_eq!(key.protection_level, ProtectionLevel::Hsm, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn hsm_keys_of_specs_the_module_lacks_are_refused_naming_spec_and_module() {
+        let e = validate(
+            &hsm_request(Some("EC_SM2"), Some("SIGN/VERIFY")),
+            &with_hsm("local"),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, Code::UnsupportedProtectionLevel);
+        assert_eq!(
+            e.detail,
+            "spec.keySpec EC_SM2 cannot be generated in the HSM: PKCS#11 module \
+             /usr/lib/softhsm/libsofthsm2.so cannot hold EC_SM2 keys (no SM2); set spec.keySpec \
+             to one it holds (Aliyun_AES_256, RSA_2048, EC_P256, EC_P256K), or \
+             spec.protectionLevel: SOFTWARE"
+        );
+    }
+
+    #[test]
+    fn hsm_default_sm4_in_mainland_china_is_refused_when_the_module_lacks_sm4() {
+        let e = validate(&hsm_request(None, None), &with_hsm("cn-hangzhou")).unwrap_err();
+        assert_eq!(e.code, Code::UnsupportedProtectionLevel);
+        assert!(
+            e.detail.starts_with(
+                "spec.keySpec defaults to Aliyun_SM4 for HSM keys in region cn-hangzhou, and \
+                 cannot be generated in the HSM"
+            ),
+            "{e}"
+        );
+        // Naming a spec the module holds is the way out.
+        let key = validate(
+            &hsm_request(Some("Aliyun_AES_256"), None),
+            &with_hsm("cn-hangzhou"),
+        )
+        .unwrap();
+        assert_eq!(key.key_spec, KeySpec::AliyunAes256);
+    }
+
+    #[test]
+    fn hsm_keys_with_external_origin_are_refused() {
+        let mut r = hsm_request(Some("Aliyun_AES_256"), None);
+        r.origin = Some("EXTERNAL".into());
+        let e = validate(&r, &with_hsm("local")).unwrap_err();
+        assert_eq!(e.code, Code::UnsupportedOperation);
+        assert!(e.detail.contains("set spec.origin: Aliyun_KMS"), "{e}");
     }
 
     #[test]
@@ -641,6 +784,7 @@ mod tests {
             region: "local".into(),
             min_rotation_interval: Interval::from_secs(5),
             max_rotation_interval: Interval::from_secs(60),
+            hsm: None,
         };
         let r = request(|r| {
             r.enable_automatic_rotation = Some(true);

@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::quota::Reservation;
 use super::{Context, grown_by_version, mint};
-use crate::api::{Key, KeySpec, Origin, labels};
+use crate::api::{Key, KeySpec, Origin, ProtectionLevel, labels};
 use crate::error::Error;
+use crate::hsm;
 use crate::kms::error::{Code, Rejection};
 use crate::kms::import;
 use crate::kms::material::SecretBytes;
@@ -45,10 +46,7 @@ pub async fn reconcile(key: Arc<Key>, ctx: Arc<Context>) -> Result<Action, Error
     }
     let mut pass = Pass::observe(&ctx, &key, namespace).await?;
     for _ in 0..MAX_PLANS {
-        let fresh = FreshIds {
-            key_id: Uuid::new_v4().to_string(),
-            version_id: Uuid::new_v4().to_string(),
-        };
+        let fresh = fresh_ids(&key, pass.valid_store());
         pass.read_import_source(&ctx).await?;
         pass.read_former_consumers(&ctx).await?;
         let asymmetric_versions = pass.count_for_creation(&ctx).await;
@@ -117,8 +115,13 @@ impl<'a> Pass<'a> {
         // not read first. Stores are created create-only, so should one exist after all (a Key
         // applied again after its deletion), the create fails and the store is read then; the
         // material minted for it is dropped unused.
-        let store_may_exist =
-            key.status.is_some() || consumer.is_some() || key.metadata.deletion_timestamp.is_some();
+        // An HSM key is always looked for: its objects would be generated before the create
+        // found the store, and be left unrecorded.
+        let hsm = key.spec.protection_level.as_deref() == Some(ProtectionLevel::Hsm.as_str());
+        let store_may_exist = hsm
+            || key.status.is_some()
+            || consumer.is_some()
+            || key.metadata.deletion_timestamp.is_some();
         let mut pass = Pass {
             key,
             namespace,
@@ -267,7 +270,7 @@ impl<'a> Pass<'a> {
         let Some(Ok(current)) = self.store.as_ref() else {
             return Ok(());
         };
-        let Some((write, note)) = self.store_write(current, step).await? else {
+        let Some((write, note)) = self.store_write(ctx, current, step).await? else {
             return Ok(());
         };
         if self.commit(ctx, write, note).await?
@@ -283,6 +286,7 @@ impl<'a> Pass<'a> {
     /// `None` when there is nothing to write after all (the step no longer fits the store).
     async fn store_write(
         &self,
+        ctx: &Context,
         current: &Store,
         step: Plan,
     ) -> Result<Option<(SecretWrite, Option<Note>)>, Error> {
@@ -291,7 +295,7 @@ impl<'a> Pass<'a> {
             Plan::AddVersion(new_version) => {
                 let id = &new_version.version.key_version_id;
                 let note = event::key_rotated(&new_version.record, id);
-                grown_by_version(secret, &new_version)
+                grown_by_version(ctx, secret, &new_version)
                     .await?
                     .map(|grown| (SecretWrite::Replace(grown), Some(note)))
             }
@@ -333,9 +337,12 @@ impl<'a> Pass<'a> {
 
     /// Mints the key's initial material (unless it awaits an import) and creates its store.
     async fn create(&mut self, ctx: &Context, new_key: &NewKey) -> Result<(), Error> {
-        let material = match new_key.mint {
-            true => Some(mint(new_key.record.key_spec).await?),
-            false => None,
+        let initial = new_key.record.newest_version();
+        let material = match (new_key.mint, initial) {
+            (true, Some(initial)) => {
+                Some(mint(ctx, &new_key.record, &initial.key_version_id).await?)
+            }
+            _ => None,
         };
         if !self.room_for(ctx, new_key).await {
             // Another key took the last place meanwhile: the next plan refuses this one.
@@ -418,7 +425,7 @@ impl<'a> Pass<'a> {
             }
         }
         if let Some(Ok(current)) = self.store.take()
-            && ctx.kube.delete_if_unchanged(current.secret()).await?
+            && super::destroy_store(ctx, &current).await?
         {
             ctx.quota.destroyed(current.secret());
             tracing::info!(key = %key_name, namespace = %self.namespace,
@@ -426,6 +433,33 @@ impl<'a> Pass<'a> {
             ctx.kube.record(self.key, &event::material_destroyed());
         }
         self.read_store(ctx).await
+    }
+}
+
+/// The ids a plan may give a new key or version. An HSM key's are derived rather than drawn
+/// (the KeyId from the Key's UID, a version's id from the KeyId and the count of versions), so
+/// that an attempt after a crash between generating token objects and recording them names, and
+/// finds, the same objects: no second key, and no object left unrecorded.
+fn fresh_ids(key: &Key, store: Option<&Store>) -> FreshIds {
+    let hsm = match store {
+        Some(store) => store.record.protection_level == ProtectionLevel::Hsm,
+        None => key.spec.protection_level.as_deref() == Some(ProtectionLevel::Hsm.as_str()),
+    };
+    let uid = key.uid().filter(|_| hsm);
+    let Some(uid) = uid else {
+        return FreshIds {
+            key_id: Uuid::new_v4().to_string(),
+            version_id: Uuid::new_v4().to_string(),
+        };
+    };
+    let key_id = match store {
+        Some(store) => store.record.key_id.clone(),
+        None => hsm::derived_key_id(&uid),
+    };
+    let ordinal = store.map_or(0, |s| s.record.versions.len());
+    FreshIds {
+        version_id: hsm::derived_version_id(&key_id, ordinal),
+        key_id,
     }
 }
 

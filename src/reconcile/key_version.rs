@@ -55,7 +55,7 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
             store: store.as_ref(),
             asymmetric_versions,
         };
-        let version_id = Uuid::new_v4().to_string();
+        let version_id = fresh_version_id(store.as_ref());
         match plan_request(&observed, &ctx.settings, Timestamp::now(), &version_id) {
             RequestPlan::AddVersion(new_version) => {
                 let Some(Ok(current)) = store.as_ref() else {
@@ -63,7 +63,7 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
                 };
                 // Not noted as this process's own write: its watch event wakes the Key, whose
                 // consumer Secret then serves the new version.
-                let replaced = match grown_by_version(current.secret(), &new_version).await? {
+                let replaced = match grown_by_version(&ctx, current.secret(), &new_version).await? {
                     Some(grown) => ctx.kube.replace_if_unchanged(&grown).await?,
                     None => None,
                 };
@@ -101,4 +101,16 @@ pub async fn reconcile(request: Arc<KeyVersion>, ctx: Arc<Context>) -> Result<Ac
         }
     }
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
+}
+
+/// The id for a new version: an HSM key's is derived from its KeyId and count of versions
+/// (see `key::fresh_ids`: a retry after a crash finds the objects already generated), any
+/// other key's drawn at random.
+fn fresh_version_id(store: Option<&Result<Store, crate::kms::error::Rejection>>) -> String {
+    match store {
+        Some(Ok(store)) if store.record.protection_level == crate::api::ProtectionLevel::Hsm => {
+            crate::hsm::derived_version_id(&store.record.key_id, store.record.versions.len())
+        }
+        _ => Uuid::new_v4().to_string(),
+    }
 }

@@ -1,6 +1,7 @@
 //! The controllers: which objects trigger which reconciler, and how failures are retried.
 
 mod access_key;
+mod hsm_audit;
 mod key;
 mod key_version;
 mod key_watch;
@@ -24,14 +25,15 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::labels;
-use crate::api::{AccessKey, Key, KeySpec, KeyVersion};
+use crate::api::{AccessKey, Key, KeyVersion, ProtectionLevel};
 use crate::cluster::Kube;
 use crate::error::Error;
+use crate::hsm::{Hsm, VersionObjects};
 use crate::kms::material::{self, Material};
 use crate::plan::PlanSettings;
 use crate::runtime::metrics::Telemetry;
 use crate::runtime::shutdown::Shutdown;
-use crate::store::StoreLocation;
+use crate::store::{KeyRecord, Store, StoreLocation};
 use key_watch::KeyWatch;
 use store_watch::{StoreWatch, key_of_store};
 
@@ -41,6 +43,8 @@ pub struct Context {
     pub settings: PlanSettings,
     pub scope: Scope,
     pub telemetry: Arc<Telemetry>,
+    /// The HSM that `protectionLevel: HSM` keys live in (`--pkcs11-module`), if any.
+    pub hsm: Option<Hsm>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
     /// Key statuses written, so that a reconcile from a stale cache does not write them again.
@@ -61,10 +65,24 @@ impl Context {
             settings,
             scope,
             telemetry,
+            hsm: None,
             failures: Mutex::default(),
             written_statuses: Default::default(),
             quota: Default::default(),
         }
+    }
+
+    /// With `hsm` for HSM keys.
+    pub fn with_hsm(mut self, hsm: Option<Hsm>) -> Self {
+        self.hsm = hsm;
+        self
+    }
+
+    /// The HSM, for a key that needs it.
+    fn hsm_for(&self, record: &KeyRecord) -> Result<&Hsm, Error> {
+        self.hsm
+            .as_ref()
+            .ok_or_else(|| Error::NoHsm(record.key_id.clone()))
     }
 
     fn failed(&self, object: String) -> u32 {
@@ -130,6 +148,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     // Before any controller looks for a store where stores are now kept.
     tokio::select! {
         () = migrate::move_former_stores(&ctx) => {}
+        () = shutdown.requested() => return,
+    }
+    // Before any controller generates an object that is not recorded yet.
+    tokio::select! {
+        result = hsm_audit::report_unrecorded(&ctx) => if let Err(e) = result {
+            tracing::warn!(error = %e, "auditing the HSM's objects failed; going on without it");
+        },
         () = shutdown.requested() => return,
     }
     // Each subscriber of the shared watches is handed to the one controller that reads it: an
@@ -487,10 +512,16 @@ async fn log_outcome<T, E: std::fmt::Display>(result: Result<T, E>) {
 /// meanwhile refuses it, and the material minted here is dropped unused). `None` if the
 /// version id is taken.
 async fn grown_by_version(
+    ctx: &Context,
     current: &Secret,
     new_version: &crate::plan::NewVersion,
 ) -> Result<Option<Secret>, Error> {
-    let material = mint(new_version.record.key_spec).await?;
+    let material = mint(
+        ctx,
+        &new_version.record,
+        &new_version.version.key_version_id,
+    )
+    .await?;
     Ok(crate::store::with_new_version(
         current,
         &new_version.record,
@@ -499,9 +530,54 @@ async fn grown_by_version(
     ))
 }
 
-/// Mints material off the async workers: RSA takes hundreds of milliseconds of CPU.
-async fn mint(spec: KeySpec) -> Result<Material, Error> {
-    Ok(tokio::task::spawn_blocking(move || material::generate(spec)).await??)
+/// Mints version `version_id` of the key `record` describes: an HSM key's in its token
+/// (finding the objects an attempt that crashed before recording them left, never generating a
+/// second set), else from the OS CSPRNG. Both off the async workers: RSA takes hundreds of
+/// milliseconds of CPU.
+async fn mint(ctx: &Context, record: &KeyRecord, version_id: &str) -> Result<Material, Error> {
+    let (spec, usage) = (record.key_spec, record.key_usage);
+    if record.protection_level == ProtectionLevel::Software {
+        return Ok(tokio::task::spawn_blocking(move || material::generate(spec)).await??);
+    }
+    let objects = VersionObjects::new(&record.key_id, version_id);
+    let label = objects.label();
+    let generated = ctx
+        .hsm_for(record)?
+        .run(move |token| token.generate(spec, usage, &objects))
+        .await?;
+    if generated.adopted {
+        tracing::info!(key_id = %record.key_id, key_version_id = %version_id, %label,
+            "the HSM already holds this version's objects (generated before a restart): using them");
+    }
+    Ok(Material::InToken {
+        public_pem: generated.public_pem,
+    })
+}
+
+/// Deletes a store whose key is due for destruction, as it was read: an HSM key's token
+/// objects first (nothing of a key may outlive its store, which is what lists them; destroying
+/// objects already gone is no error, so a retry completes it), then the Secret. Whether the
+/// store was deleted.
+async fn destroy_store(ctx: &Context, store: &Store) -> Result<bool, Error> {
+    let record = &store.record;
+    if record.protection_level == ProtectionLevel::Hsm {
+        let versions: Vec<VersionObjects> = record
+            .versions
+            .iter()
+            .map(|v| VersionObjects::new(&record.key_id, &v.key_version_id))
+            .collect();
+        let destroyed = ctx
+            .hsm_for(record)?
+            .run(move |token| {
+                versions
+                    .iter()
+                    .try_fold(0, |count, version| Ok(count + token.destroy(version)?))
+            })
+            .await?;
+        tracing::info!(key_id = %record.key_id, objects = destroyed,
+            "destroyed the key's objects in the HSM");
+    }
+    ctx.kube.delete_if_unchanged(store.secret()).await
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ async fn destroy(
     for consumer in consumers_of(ctx, namespace, key_name, store).await? {
         ctx.kube.delete_if_unchanged(&consumer).await?;
     }
-    if ctx.kube.delete_if_unchanged(store.secret()).await? {
+    if super::destroy_store(ctx, store).await? {
         tracing::info!(key = %key_name, %namespace, key_id = %store.record.key_id,
             "destroyed a deleted Key's material after its pending window");
         let note = event::deleted_key_destroyed(key_name, &store.record);

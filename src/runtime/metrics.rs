@@ -46,8 +46,8 @@ pub struct Telemetry {
     /// What else must hold before the replica is ready: the KMS API's caches filled, when it
     /// serves the API (every replica does, so a Service must not send it calls before then).
     also_ready_when: OnceLock<ReadinessGate>,
-    /// Series another part renders (the KMS API's, when this replica serves it).
-    also_render: OnceLock<MetricsSection>,
+    /// Series other parts render (the KMS API's, when this replica serves it; the HSM's).
+    also_render: Mutex<Vec<MetricsSection>>,
 }
 
 /// Renders more series into the exposition, in the text format (see [`header`]).
@@ -67,7 +67,7 @@ impl Telemetry {
             leader: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             also_ready_when: OnceLock::new(),
-            also_render: OnceLock::new(),
+            also_render: Mutex::default(),
         }
     }
 
@@ -89,9 +89,9 @@ impl Telemetry {
         let _ = self.also_ready_when.set(gate);
     }
 
-    /// Adds series to what [`Telemetry::render`] exposes (set once).
+    /// Adds series to what [`Telemetry::render`] exposes.
     pub fn also_render(&self, section: MetricsSection) {
-        let _ = self.also_render.set(section);
+        self.also_render.lock().expect("metrics").push(section);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -148,7 +148,7 @@ impl Telemetry {
             "keyward_leader {}",
             u8::from(self.leader.load(Ordering::Relaxed))
         );
-        if let Some(section) = self.also_render.get() {
+        for section in self.also_render.lock().expect("metrics").iter() {
             section(&mut out);
         }
         out

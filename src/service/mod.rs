@@ -39,6 +39,8 @@ pub struct ApiContext {
     pub authorizer: authz::Authorizer,
     pub token_reviews: identity::TokenReviews,
     pub stats: stats::ApiStats,
+    /// The HSM that HSM keys' operations run in (`--pkcs11-module`), if any.
+    pub hsm: Option<crate::hsm::Hsm>,
 }
 
 impl ApiContext {

@@ -15,8 +15,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 
-use crate::api::KeySpec;
 use crate::api::labels::{self, key_label_value, prefix_chars, short_hash};
+use crate::api::{KeySpec, ProtectionLevel};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::{Material, SecretBytes};
 use crate::kms::schedule::format_kms_time;
@@ -61,12 +61,16 @@ fn public_entry(version_id: &str) -> String {
     format!("{version_id}.public.pem")
 }
 
-/// The data entries of one version's material, named by version id.
-fn version_entries(key_spec: KeySpec, version_id: &str) -> Vec<String> {
-    if key_spec.is_symmetric() {
-        vec![symmetric_entry(version_id)]
-    } else {
-        vec![private_entry(version_id), public_entry(version_id)]
+/// The data entries of one version's material, named by version id. An HSM key's secret or
+/// private key is in the token, never here: only an asymmetric key's public key is.
+fn version_entries(record: &KeyRecord, version_id: &str) -> Vec<String> {
+    match (record.protection_level, record.key_spec.is_symmetric()) {
+        (ProtectionLevel::Software, true) => vec![symmetric_entry(version_id)],
+        (ProtectionLevel::Software, false) => {
+            vec![private_entry(version_id), public_entry(version_id)]
+        }
+        (ProtectionLevel::Hsm, true) => vec![],
+        (ProtectionLevel::Hsm, false) => vec![public_entry(version_id)],
     }
 }
 
@@ -175,6 +179,9 @@ pub fn with_new_version(
     version: &VersionRecord,
     material: &Material,
 ) -> Option<Secret> {
+    if record.has_version(&version.key_version_id) {
+        return None;
+    }
     let mut grown = store.clone();
     let data = grown.data.get_or_insert_default();
     let entries = material_entries(&version.key_version_id, material);
@@ -259,7 +266,7 @@ pub fn without_unlisted_material(store: &Secret, record: &KeyRecord) -> Secret {
     let listed: Vec<String> = record
         .versions
         .iter()
-        .flat_map(|v| version_entries(record.key_spec, &v.key_version_id))
+        .flat_map(|v| version_entries(record, &v.key_version_id))
         .collect();
     if let Some(data) = updated.data.as_mut() {
         data.retain(|name, _| {
@@ -300,6 +307,15 @@ fn material_entries(version_id: &str, material: &Material) -> Vec<(String, ByteS
                 ByteString(public_pem.as_bytes().to_vec()),
             ),
         ],
+        Material::InToken { public_pem } => public_pem
+            .iter()
+            .map(|pem| {
+                (
+                    public_entry(version_id),
+                    ByteString(pem.as_bytes().to_vec()),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -347,7 +363,7 @@ fn read_record(secret: &Secret, namespace: &str, key_name: &str) -> Result<KeyRe
         .and_then(|bytes| serde_json::from_slice(&bytes.0).ok())
         .ok_or_else(|| invalid(format!("has no readable {RECORD_ENTRY} entry")))?;
     for version in &record.versions {
-        for entry in version_entries(record.key_spec, &version.key_version_id) {
+        for entry in version_entries(&record, &version.key_version_id) {
             let present = data
                 .and_then(|d| d.get(&entry))
                 .is_some_and(|b| !b.0.is_empty());
@@ -414,13 +430,13 @@ impl Store {
             return data;
         };
         for version in &record.versions {
-            for entry in version_entries(record.key_spec, &version.key_version_id) {
+            for entry in version_entries(record, &version.key_version_id) {
                 if let Some(bytes) = self.entry(&entry) {
                     data.insert(entry, bytes.clone());
                 }
             }
         }
-        for entry in version_entries(record.key_spec, &newest.key_version_id) {
+        for entry in version_entries(record, &newest.key_version_id) {
             let default_name = entry
                 .strip_prefix(&format!("{}.", newest.key_version_id))
                 .expect("entries start with the version id")

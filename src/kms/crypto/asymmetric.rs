@@ -461,17 +461,74 @@ fn check_digest(alg: Algorithm, digest: &[u8]) -> Result<(), Rejection> {
     ))
 }
 
+/// What [`sign`] checks before it uses a key: the key's usage, the algorithm and the digest's
+/// length. Keys held elsewhere (in an HSM) are checked the same way.
+pub fn check_sign(
+    spec: KeySpec,
+    usage: KeyUsage,
+    alg: Algorithm,
+    digest: &[u8],
+) -> Result<(), Rejection> {
+    require("AsymmetricSign", KeyUsage::SignVerify, spec, usage, alg)?;
+    check_digest(alg, digest)
+}
+
+/// What [`verify`] checks before it uses a key.
+pub fn check_verify(
+    spec: KeySpec,
+    usage: KeyUsage,
+    alg: Algorithm,
+    digest: &[u8],
+) -> Result<(), Rejection> {
+    require("AsymmetricVerify", KeyUsage::SignVerify, spec, usage, alg)?;
+    check_digest(alg, digest)
+}
+
+/// What [`encrypt`] checks before it uses a key: usage, algorithm, and the plaintext's length
+/// (1 byte up to the algorithm's limit).
+pub fn check_encrypt(
+    spec: KeySpec,
+    usage: KeyUsage,
+    alg: Algorithm,
+    plaintext: &[u8],
+) -> Result<(), Rejection> {
+    require(
+        "AsymmetricEncrypt",
+        KeyUsage::EncryptDecrypt,
+        spec,
+        usage,
+        alg,
+    )?;
+    let max = alg.max_plaintext_bytes().expect("an encryption algorithm");
+    if plaintext.is_empty() || plaintext.len() > max {
+        return Err(Rejection::new(
+            Code::InvalidParameter,
+            format!(
+                "Plaintext is {} bytes; {alg} with a {spec} key encrypts 1 to {max} bytes. To \
+                 protect more data, encrypt it with a symmetric data key and encrypt that key \
+                 (envelope encryption)",
+                plaintext.len(),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`decrypt`] checks before it uses a key.
+pub fn check_decrypt(spec: KeySpec, usage: KeyUsage, alg: Algorithm) -> Result<(), Rejection> {
+    require(
+        "AsymmetricDecrypt",
+        KeyUsage::EncryptDecrypt,
+        spec,
+        usage,
+        alg,
+    )
+}
+
 /// AsymmetricSign: signs `digest` (see the module doc) with `key`. RSA signatures are the raw
 /// 256 bytes; ECDSA and SM2 signatures are DER `SEQUENCE { r, s }`.
 pub fn sign(key: &PrivateKey, alg: Algorithm, digest: &[u8]) -> Result<Vec<u8>, Rejection> {
-    require(
-        "AsymmetricSign",
-        KeyUsage::SignVerify,
-        key.spec,
-        key.usage,
-        alg,
-    )?;
-    check_digest(alg, digest)?;
+    check_sign(key.spec, key.usage, alg, digest)?;
     let failed = || {
         Rejection::new(
             Code::MaterialStoreInvalid,
@@ -520,14 +577,7 @@ pub fn verify(
     digest: &[u8],
     signature: &[u8],
 ) -> Result<bool, Rejection> {
-    require(
-        "AsymmetricVerify",
-        KeyUsage::SignVerify,
-        key.spec,
-        key.usage,
-        alg,
-    )?;
-    check_digest(alg, digest)?;
+    check_verify(key.spec, key.usage, alg, digest)?;
     let valid = match (&key.inner, alg) {
         (Public::Rsa(key), Algorithm::RsaPssSha256) => {
             key.verify(Pss::<Sha256>::new(), digest, signature).is_ok()
@@ -552,26 +602,7 @@ pub fn verify(
 /// [`Algorithm::max_plaintext_bytes`]) with `key`. OAEP ciphertexts are the raw 256 bytes; SM2
 /// ciphertexts are GM/T 0009 DER.
 pub fn encrypt(key: &PublicKey, alg: Algorithm, plaintext: &[u8]) -> Result<Vec<u8>, Rejection> {
-    require(
-        "AsymmetricEncrypt",
-        KeyUsage::EncryptDecrypt,
-        key.spec,
-        key.usage,
-        alg,
-    )?;
-    let max = alg.max_plaintext_bytes().expect("an encryption algorithm");
-    if plaintext.is_empty() || plaintext.len() > max {
-        return Err(Rejection::new(
-            Code::InvalidParameter,
-            format!(
-                "Plaintext is {} bytes; {alg} with a {} key encrypts 1 to {max} bytes. To \
-                 protect more data, encrypt it with a symmetric data key and encrypt that key \
-                 (envelope encryption)",
-                plaintext.len(),
-                key.spec
-            ),
-        ));
-    }
+    check_encrypt(key.spec, key.usage, alg, plaintext)?;
     let failed = || {
         Rejection::new(
             Code::MaterialStoreInvalid,
@@ -603,13 +634,7 @@ pub fn decrypt(
     alg: Algorithm,
     ciphertext: &[u8],
 ) -> Result<SecretBytes, Rejection> {
-    require(
-        "AsymmetricDecrypt",
-        KeyUsage::EncryptDecrypt,
-        key.spec,
-        key.usage,
-        alg,
-    )?;
+    check_decrypt(key.spec, key.usage, alg)?;
     let cannot = || Rejection::new(Code::InvalidParameter, CANNOT_DECRYPT);
     let plaintext = match (&key.inner, alg) {
         (Private::Rsa(_), _) if ciphertext.len() != RSA_2048_BYTES => None,

@@ -52,7 +52,7 @@
 use zeroize::Zeroizing;
 
 use super::context::EncryptionContext;
-use super::symmetric::{Cipher, IV_LEN, TAG_LEN, fill_random};
+use super::symmetric::{Aead, Cipher, IV_LEN, SoftwareKey, TAG_LEN, fill_random};
 use crate::api::KeySpec;
 use crate::kms::error::{Code, Rejection, quote};
 use crate::kms::material::SecretBytes;
@@ -222,7 +222,24 @@ pub fn encrypt(
     plaintext: &[u8],
     context: &EncryptionContext,
 ) -> Result<Vec<u8>, Rejection> {
-    let cipher = Cipher::checked(spec, key)?;
+    seal(
+        &SoftwareKey::checked(spec, key)?,
+        key_id,
+        key_version_id,
+        plaintext,
+        context,
+    )
+}
+
+/// [`encrypt`] with any [`Aead`]: key bytes held here, or a key in an HSM.
+pub fn seal(
+    key: &impl Aead,
+    key_id: &str,
+    key_version_id: &str,
+    plaintext: &[u8],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, Rejection> {
+    let cipher = key.cipher();
     if plaintext.len() > MAX_PLAINTEXT_BYTES {
         return Err(Rejection::new(
             Code::InvalidParameter,
@@ -247,17 +264,20 @@ pub fn encrypt(
     blob.extend_from_slice(&iv);
     let start = blob.len();
     blob.extend_from_slice(plaintext);
-    match cipher.seal(key.expose(), &iv, &aad, &mut blob[start..]) {
+    match key.seal(&iv, &aad, &mut blob[start..]) {
         Ok(tag) => {
             blob.extend_from_slice(&tag);
             Ok(blob)
         }
         Err(_) => {
-            // Unreachable with a checked key length; never return or leave the plaintext.
+            // Never return or leave the plaintext.
             zeroize::Zeroize::zeroize(&mut blob);
             Err(Rejection::new(
                 Code::MaterialStoreInvalid,
-                format!("the {spec} key material of this key version cannot encrypt"),
+                format!(
+                    "the {} key material of this key version cannot encrypt",
+                    cipher.spec()
+                ),
             ))
         }
     }
@@ -274,16 +294,23 @@ pub fn decrypt(
     blob: &[u8],
     context: &EncryptionContext,
 ) -> Result<SecretBytes, Rejection> {
-    let cipher = Cipher::checked(spec, key)?;
+    open(&SoftwareKey::checked(spec, key)?, blob, context)
+}
+
+/// [`decrypt`] with any [`Aead`]: key bytes held here, or a key in an HSM.
+pub fn open(
+    key: &impl Aead,
+    blob: &[u8],
+    context: &EncryptionContext,
+) -> Result<SecretBytes, Rejection> {
     let parsed = parse(blob)?;
     let cannot = || Rejection::new(Code::InvalidParameter, CANNOT_DECRYPT);
-    if parsed.cipher != cipher {
+    if parsed.cipher != key.cipher() {
         return Err(cannot());
     }
     let aad = aad(parsed.header, context);
     let mut plaintext = Zeroizing::new(parsed.ciphertext.to_vec());
-    cipher
-        .open(key.expose(), &parsed.iv, &aad, &mut plaintext, &parsed.tag)
+    key.open(&parsed.iv, &aad, &mut plaintext, &parsed.tag)
         .map_err(|_| cannot())?;
     Ok(SecretBytes::new(std::mem::take(&mut *plaintext)))
 }
@@ -301,7 +328,7 @@ mod tests {
     fn key(spec: KeySpec) -> SecretBytes {
         match generate(spec).unwrap() {
             Material::Symmetric { key } => key,
-            Material::Asymmetric { .. } => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -182,7 +182,73 @@ impl Cipher {
 /// An AEAD operation failed: a wrong tag (tampering, another key, another AAD), or a key of the
 /// wrong length. Deliberately without detail.
 #[derive(Debug)]
-pub(super) struct Failed;
+pub struct Failed;
+
+/// A symmetric key version as the envelope uses it: material held here
+/// ([`SoftwareKey`]) or in an HSM (`crate::hsm::TokenAead`), each sealing with its spec's
+/// GCM cipher.
+pub trait Aead {
+    fn cipher(&self) -> Cipher;
+
+    /// Encrypts `in_out` in place and returns the tag.
+    fn seal(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Failed>;
+
+    /// Checks `tag` and decrypts `in_out` in place. On failure `in_out` holds no plaintext
+    /// worth keeping (callers wipe it).
+    fn open(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), Failed>;
+}
+
+/// Key bytes held by keyward (protection level SOFTWARE), checked to fit their cipher.
+pub struct SoftwareKey<'a> {
+    cipher: Cipher,
+    key: &'a SecretBytes,
+}
+
+impl<'a> SoftwareKey<'a> {
+    /// `key` as a `spec` key; refusals as [`Cipher::checked`]'s.
+    pub fn checked(spec: KeySpec, key: &'a SecretBytes) -> Result<Self, Rejection> {
+        Ok(SoftwareKey {
+            cipher: Cipher::checked(spec, key)?,
+            key,
+        })
+    }
+}
+
+impl Aead for SoftwareKey<'_> {
+    fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    fn seal(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Failed> {
+        self.cipher.seal(self.key.expose(), iv, aad, in_out)
+    }
+
+    fn open(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), Failed> {
+        self.cipher.open(self.key.expose(), iv, aad, in_out, tag)
+    }
+}
 
 fn ring_key(key: &[u8]) -> Result<LessSafeKey, Failed> {
     UnboundKey::new(&AES_256_GCM, key)

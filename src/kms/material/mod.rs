@@ -68,6 +68,9 @@ pub enum Material {
         private_pem: SecretBytes,
         public_pem: String,
     },
+    /// Generated inside an HSM, where it stays: only an asymmetric key's public key (SPKI
+    /// PEM) comes out.
+    InToken { public_pem: Option<String> },
 }
 
 /// Why minting failed. Messages name the failing step only, never key bytes.

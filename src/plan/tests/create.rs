@@ -187,9 +187,10 @@ fn invalid_request_message_is_the_kms_code_and_what_to_set() {
     let status = assert_rejected(&converge, Code::UnsupportedProtectionLevel);
     assert_eq!(
         ready(&status).message,
-        "Unsupported.ProtectionLevel: spec.protectionLevel HSM is not supported: keyward \
-         has no hardware security module backend yet; set spec.protectionLevel: SOFTWARE \
-         (or omit it)"
+        "Unsupported.ProtectionLevel: spec.protectionLevel HSM is not available: this keyward \
+         runs without a hardware security module (start it with --pkcs11-module, \
+         --pkcs11-token-label and --pkcs11-pin-file; docs/hsm.md); or set \
+         spec.protectionLevel: SOFTWARE (or omit it)"
     );
 }
 

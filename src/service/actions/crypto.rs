@@ -9,7 +9,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{Answer, Call, find_key, metadata_of, required};
-use crate::api::{Key, KeyMetadata, KeyState, KeyUsage};
+use crate::api::{Key, KeyMetadata, KeySpec, KeyState, KeyUsage, ProtectionLevel};
+use crate::hsm::{Hsm, HsmError, VersionObjects};
 use crate::kms::crypto::{self, Algorithm, EncryptionContext, PrivateKey, PublicKey};
 use crate::kms::error::{Code, Rejection};
 use crate::kms::material::SecretBytes;
@@ -81,16 +82,10 @@ pub async fn encrypt(call: &Call<'_>) -> Answer {
     let (metadata, store) = usable(call, &key, None).await?;
     let version = newest(&store)?;
     let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
-    let plaintext = required(call.request, "Plaintext")?;
-    let secret = symmetric_key(&store, &version)?;
-    let blob = crypto::encrypt(
-        metadata.key_spec,
-        &secret,
-        &metadata.key_id,
-        &version,
-        plaintext.as_bytes(),
-        &context,
-    )?;
+    let plaintext = SecretBytes::new(required(call.request, "Plaintext")?.as_bytes().to_vec());
+    let blob = symmetric_key(call, &store, &version)?
+        .seal(&metadata.key_id, &version, plaintext, context)
+        .await?;
     Ok(call.document(&Sealed {
         key_id: &metadata.key_id,
         key_version_id: &version,
@@ -108,8 +103,9 @@ pub async fn decrypt(call: &Call<'_>) -> Answer {
     call.authorize("decrypt", &key).await?;
     let (metadata, store) = usable(call, &key, Some(&header.key_version_id)).await?;
     let context = EncryptionContext::from_param(call.request.param("EncryptionContext"))?;
-    let secret = symmetric_key(&store, &header.key_version_id)?;
-    let plaintext = crypto::decrypt(metadata.key_spec, &secret, &blob, &context)?;
+    let plaintext = symmetric_key(call, &store, &header.key_version_id)?
+        .open(blob, context)
+        .await?;
     let plaintext = String::from_utf8(plaintext.expose().to_vec()).map_err(|_| {
         ApiError::invalid_parameter(
             "The plaintext is not text: use GenerateDataKey for binary data",
@@ -143,29 +139,24 @@ pub async fn re_encrypt(call: &Call<'_>) -> Answer {
         .is_some_and(|v| !v.is_empty());
     let plaintext = if asymmetric_source {
         let source = AsymmetricCall::open_as(call, "reencrypt", &REENCRYPT_SOURCE).await?;
-        crypto::asymmetric::decrypt(&source.private_key()?, source.algorithm, &blob)?
+        source.decrypt(call, blob).await?
     } else {
         let header = crypto::peek(&blob)?;
         let source = find_key(call.ctx, call.caller, &header.key_id)?;
         call.authorize("reencrypt", &source).await?;
         let source_context =
             EncryptionContext::from_param(call.request.param("SourceEncryptionContext"))?;
-        let (metadata, store) = usable(call, &source, Some(&header.key_version_id)).await?;
-        let secret = symmetric_key(&store, &header.key_version_id)?;
-        crypto::decrypt(metadata.key_spec, &secret, &blob, &source_context)?
+        let (_, store) = usable(call, &source, Some(&header.key_version_id)).await?;
+        symmetric_key(call, &store, &header.key_version_id)?
+            .open(blob, source_context)
+            .await?
     };
     call.authorize("reencrypt", &destination).await?;
     let (metadata, store) = usable(call, &destination, None).await?;
     let version = newest(&store)?;
-    let secret = symmetric_key(&store, &version)?;
-    let sealed = crypto::encrypt(
-        metadata.key_spec,
-        &secret,
-        &metadata.key_id,
-        &version,
-        plaintext.expose(),
-        &destination_context,
-    )?;
+    let sealed = symmetric_key(call, &store, &version)?
+        .seal(&metadata.key_id, &version, plaintext, destination_context)
+        .await?;
     Ok(call.document(&Sealed {
         key_id: &metadata.key_id,
         key_version_id: &version,
@@ -194,15 +185,9 @@ pub async fn generate_data_key(call: &Call<'_>, with_plaintext: bool) -> Answer 
     // What is sealed is the data key's base64 text, as the KMS does: Decrypt of the blob then
     // answers the very `Plaintext` GenerateDataKey answered.
     let encoded = SecretBytes::new(BASE64.encode(data_key.expose()).into_bytes());
-    let secret = symmetric_key(&store, &version)?;
-    let blob = crypto::encrypt(
-        metadata.key_spec,
-        &secret,
-        &metadata.key_id,
-        &version,
-        encoded.expose(),
-        &context,
-    )?;
+    let blob = symmetric_key(call, &store, &version)?
+        .seal(&metadata.key_id, &version, encoded.clone(), context)
+        .await?;
     let plaintext = with_plaintext
         .then(|| String::from_utf8(encoded.expose().to_vec()).expect("base64 is ASCII"));
     Ok(call.document(&DataKey {
@@ -302,6 +287,100 @@ impl AsymmetricCall {
         })
     }
 
+    /// The HSM and this version's objects, for an HSM key; `None` for a SOFTWARE key.
+    fn in_token(&self, call: &Call<'_>) -> Result<Option<(Hsm, VersionObjects)>, ApiError> {
+        match self.store.record.protection_level {
+            ProtectionLevel::Software => Ok(None),
+            // As a SOFTWARE key without a private key is refused: the wrong kind of key first.
+            ProtectionLevel::Hsm if self.metadata.key_spec.is_symmetric() => {
+                Err(not_asymmetric(&self.metadata).into())
+            }
+            ProtectionLevel::Hsm => in_token(call, &self.store, &self.version).map(Some),
+        }
+    }
+
+    async fn sign(&self, call: &Call<'_>, digest: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+        let (spec, usage, algorithm) = self.kind();
+        let Some((hsm, objects)) = self.in_token(call)? else {
+            return Ok(crypto::asymmetric::sign(
+                &self.private_key()?,
+                algorithm,
+                &digest,
+            )?);
+        };
+        crypto::asymmetric::check_sign(spec, usage, algorithm, &digest)?;
+        module_runs(&hsm, algorithm)?;
+        hsm.run(move |token| token.sign(spec, &objects, algorithm, &digest))
+            .await
+            .map_err(hsm_failed)
+    }
+
+    async fn verify(
+        &self,
+        call: &Call<'_>,
+        digest: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<bool, ApiError> {
+        let (spec, usage, algorithm) = self.kind();
+        let Some((hsm, objects)) = self.in_token(call)? else {
+            return Ok(crypto::asymmetric::verify(
+                &self.public_key()?,
+                algorithm,
+                &digest,
+                &signature,
+            )?);
+        };
+        crypto::asymmetric::check_verify(spec, usage, algorithm, &digest)?;
+        module_runs(&hsm, algorithm)?;
+        hsm.run(move |token| token.verify(spec, &objects, algorithm, &digest, &signature))
+            .await
+            .map_err(hsm_failed)
+    }
+
+    async fn encrypt(&self, call: &Call<'_>, plaintext: SecretBytes) -> Result<Vec<u8>, ApiError> {
+        let (spec, usage, algorithm) = self.kind();
+        let Some((hsm, objects)) = self.in_token(call)? else {
+            return Ok(crypto::asymmetric::encrypt(
+                &self.public_key()?,
+                algorithm,
+                plaintext.expose(),
+            )?);
+        };
+        crypto::asymmetric::check_encrypt(spec, usage, algorithm, plaintext.expose())?;
+        module_runs(&hsm, algorithm)?;
+        hsm.run(move |token| token.encrypt(&objects, algorithm, plaintext.expose()))
+            .await
+            .map_err(hsm_failed)
+    }
+
+    async fn decrypt(&self, call: &Call<'_>, ciphertext: Vec<u8>) -> Result<SecretBytes, ApiError> {
+        let (spec, usage, algorithm) = self.kind();
+        let Some((hsm, objects)) = self.in_token(call)? else {
+            return Ok(crypto::asymmetric::decrypt(
+                &self.private_key()?,
+                algorithm,
+                &ciphertext,
+            )?);
+        };
+        crypto::asymmetric::check_decrypt(spec, usage, algorithm)?;
+        module_runs(&hsm, algorithm)?;
+        let opened = hsm
+            .run(move |token| token.decrypt(&objects, algorithm, &ciphertext))
+            .await
+            .map_err(hsm_failed)?;
+        opened.ok_or_else(|| {
+            Rejection::new(Code::InvalidParameter, crypto::asymmetric::CANNOT_DECRYPT).into()
+        })
+    }
+
+    fn kind(&self) -> (KeySpec, KeyUsage, Algorithm) {
+        (
+            self.metadata.key_spec,
+            self.metadata.key_usage,
+            self.algorithm,
+        )
+    }
+
     fn private_key(&self) -> Result<PrivateKey, ApiError> {
         let metadata = &self.metadata;
         let pem = self
@@ -333,7 +412,7 @@ impl AsymmetricCall {
 pub async fn asymmetric_sign(call: &Call<'_>) -> Answer {
     let key = AsymmetricCall::open(call, "asymmetricsign").await?;
     let digest = decode(required(call.request, "Digest")?, "Digest")?;
-    let signature = crypto::asymmetric::sign(&key.private_key()?, key.algorithm, &digest)?;
+    let signature = key.sign(call, digest).await?;
     Ok(call.document(&Signed {
         key_id: &key.metadata.key_id,
         key_version_id: &key.version,
@@ -347,7 +426,7 @@ pub async fn asymmetric_verify(call: &Call<'_>) -> Answer {
     let key = AsymmetricCall::open(call, "asymmetricverify").await?;
     let digest = decode(required(call.request, "Digest")?, "Digest")?;
     let signature = decode(required(call.request, "Value")?, "Value")?;
-    let value = crypto::asymmetric::verify(&key.public_key()?, key.algorithm, &digest, &signature)?;
+    let value = key.verify(call, digest, signature).await?;
     Ok(call.document(&Verified {
         key_id: &key.metadata.key_id,
         key_version_id: &key.version,
@@ -360,8 +439,7 @@ pub async fn asymmetric_verify(call: &Call<'_>) -> Answer {
 pub async fn asymmetric_encrypt(call: &Call<'_>) -> Answer {
     let key = AsymmetricCall::open(call, "asymmetricencrypt").await?;
     let plaintext = SecretBytes::new(decode(required(call.request, "Plaintext")?, "Plaintext")?);
-    let ciphertext =
-        crypto::asymmetric::encrypt(&key.public_key()?, key.algorithm, plaintext.expose())?;
+    let ciphertext = key.encrypt(call, plaintext).await?;
     Ok(call.document(&Sealed {
         key_id: &key.metadata.key_id,
         key_version_id: &key.version,
@@ -375,7 +453,7 @@ pub async fn asymmetric_encrypt(call: &Call<'_>) -> Answer {
 pub async fn asymmetric_decrypt(call: &Call<'_>) -> Answer {
     let key = AsymmetricCall::open(call, "asymmetricdecrypt").await?;
     let ciphertext = decode(required(call.request, "CiphertextBlob")?, "CiphertextBlob")?;
-    let plaintext = crypto::asymmetric::decrypt(&key.private_key()?, key.algorithm, &ciphertext)?;
+    let plaintext = key.decrypt(call, ciphertext).await?;
     Ok(call.document(&Opened {
         key_id: &key.metadata.key_id,
         key_version_id: &key.version,
@@ -463,7 +541,177 @@ fn version_of(named: Option<&str>, store: &Store) -> Result<String, ApiError> {
     }
 }
 
-fn symmetric_key(store: &Store, version: &str) -> Result<SecretBytes, ApiError> {
+/// A symmetric key version, ready to seal and open: its bytes, or its key in the HSM.
+enum SymmetricKey {
+    Software {
+        spec: KeySpec,
+        key: SecretBytes,
+    },
+    InToken {
+        spec: KeySpec,
+        hsm: Hsm,
+        objects: VersionObjects,
+    },
+}
+
+impl SymmetricKey {
+    /// Encrypt's CiphertextBlob of `plaintext` under this version of key `key_id`.
+    async fn seal(
+        self,
+        key_id: &str,
+        version: &str,
+        plaintext: SecretBytes,
+        context: EncryptionContext,
+    ) -> Result<Vec<u8>, ApiError> {
+        match self {
+            SymmetricKey::Software { spec, key } => Ok(crypto::encrypt(
+                spec,
+                &key,
+                key_id,
+                version,
+                plaintext.expose(),
+                &context,
+            )?),
+            SymmetricKey::InToken { spec, hsm, objects } => {
+                let (key_id, version) = (key_id.to_string(), version.to_string());
+                let sealed = hsm
+                    .run(move |token| {
+                        let aead = token.aead(spec, &objects)?;
+                        let sealed = crypto::envelope::seal(
+                            &aead,
+                            &key_id,
+                            &version,
+                            plaintext.expose(),
+                            &context,
+                        );
+                        module_failure_first(sealed, aead.module_error())
+                    })
+                    .await
+                    .map_err(hsm_failed)?;
+                Ok(sealed?)
+            }
+        }
+    }
+
+    /// Decrypt's plaintext of `blob`, made by this version.
+    async fn open(
+        self,
+        blob: Vec<u8>,
+        context: EncryptionContext,
+    ) -> Result<SecretBytes, ApiError> {
+        match self {
+            SymmetricKey::Software { spec, key } => {
+                Ok(crypto::decrypt(spec, &key, &blob, &context)?)
+            }
+            SymmetricKey::InToken { spec, hsm, objects } => {
+                let opened = hsm
+                    .run(move |token| {
+                        let aead = token.aead(spec, &objects)?;
+                        let opened = crypto::envelope::open(&aead, &blob, &context);
+                        module_failure_first(opened, aead.module_error())
+                    })
+                    .await
+                    .map_err(hsm_failed)?;
+                Ok(opened?)
+            }
+        }
+    }
+}
+
+/// A refusal the module caused (it failed, rather than the blob not opening) is the module's
+/// failure, reported as such.
+fn module_failure_first<T>(
+    result: Result<T, Rejection>,
+    module: Option<HsmError>,
+) -> Result<Result<T, Rejection>, HsmError> {
+    match (result, module) {
+        (Err(_), Some(failure)) => Err(failure),
+        (result, _) => Ok(result),
+    }
+}
+
+/// The HSM's failure as the API answers it: a missing object is the store's problem (as lost
+/// material is), anything else the module's, to be retried. Neither names key bytes.
+fn hsm_failed(error: HsmError) -> ApiError {
+    match error {
+        HsmError::ObjectMissing(_) | HsmError::HalfPair(_) => {
+            Rejection::new(Code::MaterialStoreInvalid, error.to_string()).into()
+        }
+        error => {
+            tracing::warn!(error = %error, "an HSM operation of the KMS API failed");
+            ApiError::unavailable("The HSM could not carry out the operation; try again.")
+        }
+    }
+}
+
+/// Refuses an algorithm the HSM's module cannot run (found at start-up), saying which ones
+/// the key could use instead.
+fn module_runs(hsm: &Hsm, algorithm: Algorithm) -> Result<(), ApiError> {
+    let Some(why) = hsm.capabilities().why_not_algorithm(algorithm) else {
+        return Ok(());
+    };
+    let usable: Vec<&str> = Algorithm::ALL
+        .iter()
+        .filter(|a| {
+            a.usage() == algorithm.usage()
+                && a.key_specs() == algorithm.key_specs()
+                && hsm.capabilities().why_not_algorithm(**a).is_none()
+        })
+        .map(|a| a.as_str())
+        .collect();
+    Err(Rejection::new(
+        Code::UnsupportedOperation,
+        format!(
+            "Algorithm {algorithm} is not available for HSM keys here: the PKCS#11 module {} \
+             cannot run it ({why}); use {}",
+            hsm.module(),
+            match usable.is_empty() {
+                true => "a SOFTWARE key".to_string(),
+                false => usable.join(" or "),
+            }
+        ),
+    )
+    .into())
+}
+
+/// The HSM and the objects of version `version` of the HSM key `store` holds.
+fn in_token(
+    call: &Call<'_>,
+    store: &Store,
+    version: &str,
+) -> Result<(Hsm, VersionObjects), ApiError> {
+    let hsm = call.ctx.hsm.clone().ok_or_else(|| {
+        ApiError::from(Rejection::new(
+            Code::UnsupportedProtectionLevel,
+            format!(
+                "key {} is an HSM key, and this keyward runs without an HSM (--pkcs11-module)",
+                store.record.key_id
+            ),
+        ))
+    })?;
+    Ok((hsm, VersionObjects::new(&store.record.key_id, version)))
+}
+
+fn symmetric_key(call: &Call<'_>, store: &Store, version: &str) -> Result<SymmetricKey, ApiError> {
+    let spec = store.record.key_spec;
+    if store.record.protection_level == ProtectionLevel::Hsm {
+        check_symmetric(store, version)?;
+        let (hsm, objects) = in_token(call, store, version)?;
+        return Ok(SymmetricKey::InToken { spec, hsm, objects });
+    }
+    let key = check_symmetric(store, version).and_then(|()| {
+        store.symmetric_key(version).ok_or_else(|| {
+            ApiError::from(Rejection::new(
+                Code::MaterialStoreInvalid,
+                "version material missing",
+            ))
+        })
+    })?;
+    Ok(SymmetricKey::Software { spec, key })
+}
+
+/// That `store`'s key is symmetric, for encryption, and has version `version`.
+fn check_symmetric(store: &Store, version: &str) -> Result<(), ApiError> {
     match store.record.key_usage {
         KeyUsage::EncryptDecrypt if store.record.key_spec.is_symmetric() => {
             if !store.record.has_version(version) {
@@ -475,12 +723,7 @@ fn symmetric_key(store: &Store, version: &str) -> Result<SecretBytes, ApiError> 
                 )
                 .into());
             }
-            store.symmetric_key(version).ok_or_else(|| {
-                ApiError::from(Rejection::new(
-                    Code::MaterialStoreInvalid,
-                    "version material missing",
-                ))
-            })
+            Ok(())
         }
         _ => Err(Rejection::new(
             Code::UnsupportedOperation,
