@@ -39,7 +39,8 @@ as_root() {
 
 install_packages() {
   install_packages_list etcd-server golang-1.19-go rsync jq golang-github-modern-go-reflect2-dev \
-    openssl libssl-dev pkg-config python3 python3-venv make ca-certificates lua5.1
+    openssl libssl-dev pkg-config python3 python3-venv make ca-certificates lua5.1 \
+    softhsm2 opensc
 }
 
 install_packages_list() {

@@ -395,7 +395,7 @@ const VERSION_ID: &str = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 fn symmetric(spec: KeySpec) -> SecretBytes {
     match generate(spec).expect("generate") {
         Material::Symmetric { key } => key,
-        Material::Asymmetric { .. } => panic!("{spec} gave asymmetric material"),
+        other => panic!("{spec} gave other material: {other:?}"),
     }
 }
 

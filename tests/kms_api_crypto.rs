@@ -219,6 +219,93 @@ async fn signing_keys_sign_digests_that_openssl_verifies_against_get_public_key(
     concurrently(PARALLEL, scenarios).await;
 }
 
+/// HSM keys (a SoftHSM2 token of the test's own): the same scenarios as the SOFTWARE keys'
+/// above, each operation run by the module, with the same answers and refusals.
+#[tokio::test]
+async fn hsm_keys_answer_every_operation_from_the_module_through_both_sdks() {
+    let mut env = TestEnv::new("kms-crypto-hsm").await;
+    let hsm = common::hsm::SoftHsm::init("kms-crypto-hsm");
+    hsm.attach(&mut env);
+    let keys = [
+        ("aes", "{protectionLevel: HSM}"),
+        (
+            "rsa",
+            "{protectionLevel: HSM, keySpec: RSA_2048, keyUsage: SIGN/VERIFY}",
+        ),
+        (
+            "rsa-enc",
+            "{protectionLevel: HSM, keySpec: RSA_2048, keyUsage: ENCRYPT/DECRYPT}",
+        ),
+        (
+            "p256",
+            "{protectionLevel: HSM, keySpec: EC_P256, keyUsage: SIGN/VERIFY}",
+        ),
+        (
+            "p256k",
+            "{protectionLevel: HSM, keySpec: EC_P256K, keyUsage: SIGN/VERIFY}",
+        ),
+    ];
+    let kms = kms_with_keys(&mut env, &keys).await;
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for sdk in BOTH_SDKS {
+        let (first, second) = (kms.clone(), kms.clone());
+        scenarios.push(Box::new(move || encrypt_and_decrypt(&first, sdk, "aes")));
+        scenarios.push(Box::new(move || data_keys(&second, sdk, "aes")));
+        for (key, algorithm) in [
+            ("rsa", "RSA_PSS_SHA_256"),
+            ("rsa", "RSA_PKCS1_SHA_256"),
+            ("p256", "ECDSA_SHA_256"),
+            ("p256k", "ECDSA_SHA_256"),
+        ] {
+            let kms = kms.clone();
+            scenarios.push(Box::new(move || sign_and_verify(&kms, sdk, key, algorithm)));
+        }
+        let encrypting = kms.clone();
+        scenarios.push(Box::new(move || {
+            encrypt_and_decrypt_asymmetric(
+                &encrypting,
+                sdk,
+                "rsa-enc",
+                "RSAES_OAEP_SHA_1",
+                "UnsupportedOperation",
+            )
+        }));
+        // SoftHSM2 2.6 (Debian bookworm) runs RSA-OAEP with SHA-1 only: RSAES_OAEP_SHA_256 is
+        // refused before any key is used, naming the module and what the key can use.
+        let refusing = kms.clone();
+        scenarios.push(Box::new(move || {
+            let sealed = refusing.call(
+                sdk,
+                "AsymmetricEncrypt",
+                json!({"KeyId": "alias/rsa-enc", "Algorithm": "RSAES_OAEP_SHA_256",
+                       "Plaintext": B64.encode(b"refused")}),
+            );
+            let (code, message, status) = sealed.expect_err("RSAES_OAEP_SHA_256 on SoftHSM2");
+            assert_eq!(
+                (code.as_str(), status),
+                ("UnsupportedOperation", Some(400)),
+                "{message}"
+            );
+            assert!(
+                message.contains("/usr/lib/softhsm/libsofthsm2.so"),
+                "{message}"
+            );
+            assert!(message.contains("use RSAES_OAEP_SHA_1"), "{message}");
+        }));
+    }
+    concurrently(PARALLEL, scenarios).await;
+    // Nothing of these keys is in a Secret to have been used instead of the module.
+    for secret in env.managed_secrets().await {
+        for entry in common::entry_names(&secret) {
+            assert!(
+                !entry.ends_with(".key") && !entry.ends_with("private.pem"),
+                "{:?} holds {entry}",
+                secret.metadata.name
+            );
+        }
+    }
+}
+
 /// AsymmetricSign of a digest; AsymmetricVerify says true for it and false for another digest
 /// or a changed signature; OpenSSL verifies it over the message with the published key.
 fn sign_and_verify(kms: &KmsClient, sdk: &str, key: &str, algorithm: &str) {
@@ -248,7 +335,7 @@ fn sign_and_verify(kms: &KmsClient, sdk: &str, key: &str, algorithm: &str) {
     );
     assert_eq!(signed["KeyVersionId"], version, "{what}");
     let signature = decoded(&signed, "Value");
-    if key == "rsa" {
+    if algorithm.starts_with("RSA") {
         assert_eq!(signature.len(), 256, "{what}: a raw RSA-2048 signature");
     } else {
         assert_eq!(signature[0], 0x30, "{what}: a DER SEQUENCE");
@@ -391,7 +478,7 @@ async fn encryption_keys_decrypt_what_openssl_encrypts_with_get_public_key() {
         ] {
             let kms = kms.clone();
             scenarios.push(Box::new(move || {
-                encrypt_and_decrypt_asymmetric(&kms, sdk, key, algorithm)
+                encrypt_and_decrypt_asymmetric(&kms, sdk, key, algorithm, "InvalidParameter")
             }));
         }
         let kms = kms.clone();
@@ -403,7 +490,16 @@ async fn encryption_keys_decrypt_what_openssl_encrypts_with_get_public_key() {
 /// AsymmetricEncrypt then AsymmetricDecrypt, and AsymmetricDecrypt of what OpenSSL encrypted
 /// with the published key; another algorithm cannot decrypt it. (OpenSSL cannot check what
 /// AsymmetricEncrypt makes: that takes the private key, which never leaves keyward.)
-fn encrypt_and_decrypt_asymmetric(kms: &KmsClient, sdk: &str, key: &str, algorithm: &str) {
+///
+/// `other_refused` is the code that refusal carries: `InvalidParameter` (the ciphertext does not
+/// open), or `UnsupportedOperation` where the HSM's module cannot run the other algorithm.
+fn encrypt_and_decrypt_asymmetric(
+    kms: &KmsClient,
+    sdk: &str,
+    key: &str,
+    algorithm: &str,
+    other_refused: &str,
+) {
     let alias = format!("alias/{key}");
     let what = format!("{sdk} {key} {algorithm}");
     let secret = format!("{what}: a wrapped data key").into_bytes();
@@ -467,7 +563,7 @@ fn encrypt_and_decrypt_asymmetric(kms: &KmsClient, sdk: &str, key: &str, algorit
         _ => return,
     };
     let what = format!("{what}: decrypted as {other}");
-    refused(decrypt(by_openssl, other), "InvalidParameter", 400, &what);
+    refused(decrypt(by_openssl, other), other_refused, 400, &what);
 }
 
 /// What encryption keys are not for: signing, symmetric operations, other algorithms.

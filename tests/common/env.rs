@@ -35,6 +35,8 @@ pub struct TestEnv {
     operators: Vec<(usize, Child)>,
     /// Operators started so far, killed ones included: numbers each one's log.
     started: usize,
+    /// Environment every operator started from now on gets (e.g. SOFTHSM2_CONF).
+    pub operator_env: Vec<(String, String)>,
     log_dir: PathBuf,
 }
 
@@ -59,6 +61,7 @@ impl TestEnv {
             store_namespace,
             operators: Vec::new(),
             started: 0,
+            operator_env: Vec::new(),
             log_dir,
         }
     }
@@ -87,6 +90,7 @@ impl TestEnv {
             command.args(["--http-addr", "127.0.0.1:0"]);
         }
         let child = command
+            .envs(self.operator_env.iter().map(|(k, v)| (k, v)))
             .env("KUBECONFIG", kubeconfig_path())
             .stdout(Stdio::null())
             .stderr(log)

@@ -394,7 +394,18 @@ pub async fn concurrently<T: Send + 'static>(
 /// (`(name, spec)` as Key YAML flow maps) Ready, and a client signing as ServiceAccount
 /// `caller`, granted every verb of [`CRYPTO_VERBS`] on keys.
 pub async fn kms_with_keys(env: &mut TestEnv, keys: &[(&str, &str)]) -> KmsClient {
-    env.start_operator(&["--kms-api-addr", "127.0.0.1:0", "--kms-api-insecure-http"]);
+    kms_with_keys_and_flags(env, keys, &[]).await
+}
+
+/// [`kms_with_keys`], the operator started with `flags` too.
+pub async fn kms_with_keys_and_flags(
+    env: &mut TestEnv,
+    keys: &[(&str, &str)],
+    flags: &[&str],
+) -> KmsClient {
+    let mut args = vec!["--kms-api-addr", "127.0.0.1:0", "--kms-api-insecure-http"];
+    args.extend(flags);
+    env.start_operator(&args);
     for (name, spec) in keys {
         env.apply_key(&format!(
             "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {{name: {name}}}\nspec: {spec}\n"

@@ -26,6 +26,7 @@
 pub mod cluster;
 pub mod env;
 pub mod helm;
+pub mod hsm;
 pub mod kms;
 pub mod leak;
 pub mod manifests;

@@ -160,6 +160,7 @@ fn material_entries(version_id: &str, material: &Material) -> BTreeMap<String, B
                 ByteString(public_pem.as_bytes().to_vec()),
             ),
         ]),
+        Material::InToken { .. } => unreachable!("the former layout predates HSM keys"),
     }
 }
 

@@ -137,6 +137,7 @@ fn rule_settings() -> impl Strategy<Value = RuleSettings> {
         region,
         min_rotation_interval: min,
         max_rotation_interval: max,
+        hsm: None,
     })
 }
 
