@@ -20,13 +20,17 @@
 //! Where things are: Helm itself is run below; [`chart`] reads what the chart renders and
 //! what it should render (rules, values); [`rendering`] holds the tests that lint and render
 //! the chart; [`cluster`] installs releases and runs the operator as the chart would;
-//! [`install`] holds the tests on the API server.
+//! [`install`] holds the tests on the API server. [`kms_api`] and [`hsm`] render the KMS API's
+//! and the PKCS#11 module's values; [`kms_api_install`] and [`hsm_install`] put them on the
+//! API server.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod chart;
 mod cluster;
+mod hsm;
+mod hsm_install;
 mod install;
 mod kms_api;
 mod kms_api_install;
