@@ -20,6 +20,8 @@ mod common;
 #[allow(dead_code)] // the cluster scenarios' harness: this benchmark uses its cluster parts
 #[path = "cluster/harness.rs"]
 mod harness;
+#[path = "kms_api/hsm.rs"]
+mod kms_api_hsm;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,32 +52,109 @@ struct Settings {
     requests_per_client: usize,
 }
 
-/// The keys measured: name, KeySpec, KeyUsage, and the signature algorithm for signing keys.
-const KEYS: [(&str, &str, &str, Option<Algorithm>); 6] = [
-    ("aes", "Aliyun_AES_256", "ENCRYPT/DECRYPT", None),
-    ("sm4", "Aliyun_SM4", "ENCRYPT/DECRYPT", None),
+/// The keys measured: name, KeySpec, KeyUsage, the signature algorithm for signing keys, and
+/// the protection level (HSM keys are in the run's SoftHSM2 token).
+type KeyUnderTest = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<Algorithm>,
+    &'static str,
+);
+const KEYS: [KeyUnderTest; 10] = [
+    ("aes", "Aliyun_AES_256", "ENCRYPT/DECRYPT", None, "SOFTWARE"),
+    ("sm4", "Aliyun_SM4", "ENCRYPT/DECRYPT", None, "SOFTWARE"),
     (
         "rsa",
         "RSA_2048",
         "SIGN/VERIFY",
         Some(Algorithm::RsaPssSha256),
+        "SOFTWARE",
     ),
     (
         "p256",
         "EC_P256",
         "SIGN/VERIFY",
         Some(Algorithm::EcdsaSha256),
+        "SOFTWARE",
     ),
     (
         "p256k",
         "EC_P256K",
         "SIGN/VERIFY",
         Some(Algorithm::EcdsaSha256),
+        "SOFTWARE",
     ),
-    ("sm2", "EC_SM2", "SIGN/VERIFY", Some(Algorithm::Sm2Dsa)),
+    (
+        "sm2",
+        "EC_SM2",
+        "SIGN/VERIFY",
+        Some(Algorithm::Sm2Dsa),
+        "SOFTWARE",
+    ),
+    ("hsm-aes", "Aliyun_AES_256", "ENCRYPT/DECRYPT", None, "HSM"),
+    (
+        "hsm-rsa",
+        "RSA_2048",
+        "SIGN/VERIFY",
+        Some(Algorithm::RsaPssSha256),
+        "HSM",
+    ),
+    (
+        "hsm-p256",
+        "EC_P256",
+        "SIGN/VERIFY",
+        Some(Algorithm::EcdsaSha256),
+        "HSM",
+    ),
+    (
+        "hsm-p256k",
+        "EC_P256K",
+        "SIGN/VERIFY",
+        Some(Algorithm::EcdsaSha256),
+        "HSM",
+    ),
 ];
 
-const VERBS: [&str; 4] = ["encrypt", "decrypt", "asymmetricsign", "getpublickey"];
+/// The label of a key's operation: `Encrypt Aliyun_AES_256`, `AsymmetricSign RSA_2048 (HSM)`.
+fn label(verb: &str, spec: &str, protection: &str) -> String {
+    match protection {
+        "HSM" => format!("{verb} {spec} (HSM)"),
+        _ => format!("{verb} {spec}"),
+    }
+}
+
+/// Each HSM operation through the API, and the same operation on the module directly.
+const HSM_COUNTERPARTS: [(&str, kms_api_hsm::Direct); 5] = [
+    (
+        "Encrypt Aliyun_AES_256 (HSM)",
+        kms_api_hsm::Direct::EncryptAes,
+    ),
+    (
+        "Decrypt Aliyun_AES_256 (HSM)",
+        kms_api_hsm::Direct::DecryptAes,
+    ),
+    (
+        "AsymmetricSign RSA_2048 (HSM)",
+        kms_api_hsm::Direct::SignRsaPss,
+    ),
+    (
+        "AsymmetricSign EC_P256 (HSM)",
+        kms_api_hsm::Direct::SignP256,
+    ),
+    (
+        "AsymmetricSign EC_P256K (HSM)",
+        kms_api_hsm::Direct::SignP256k,
+    ),
+];
+
+const VERBS: [&str; 5] = [
+    "encrypt",
+    "decrypt",
+    "asymmetricsign",
+    "getpublickey",
+    "createkey",
+];
 
 fn env_number(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -98,6 +177,7 @@ fn main() {
             requests_per_client: 25,
         },
     };
+    let token = kms_api_hsm::Token::init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
         let Some(cluster) = Cluster::from_env().await else {
@@ -109,7 +189,7 @@ fn main() {
             println!("KMS API benchmark skipped: no test cluster (hack/test.sh starts one)");
             return;
         };
-        run(&cluster, &settings).await;
+        run(&cluster, &settings, &token).await;
     });
 }
 
@@ -322,20 +402,19 @@ impl Operation {
     }
 }
 
-async fn run(cluster: &Cluster, settings: &Settings) {
+async fn run(cluster: &Cluster, settings: &Settings, token: &kms_api_hsm::Token) {
     let namespace = cluster.namespace("kmsapi").await;
     let stores = cluster.namespace("kmsapi-stores").await;
     let api_addr = free_address();
+    let mut flags = vec![
+        "--kms-api-addr".to_string(),
+        api_addr.to_string(),
+        "--kms-api-insecure-http".into(),
+    ];
+    flags.extend(token.flags());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let operator = cluster
-        .start_operator(
-            Some(&namespace),
-            &stores,
-            &[
-                "--kms-api-addr",
-                &api_addr.to_string(),
-                "--kms-api-insecure-http",
-            ],
-        )
+        .start_operator(Some(&namespace), &stores, &flags)
         .await;
     let credentials = prepare(&cluster.client, &namespace).await;
     let endpoint = format!("http://{api_addr}");
@@ -346,7 +425,7 @@ async fn run(cluster: &Cluster, settings: &Settings) {
     let plaintext = "k".repeat(PLAINTEXT_BYTES);
     let message = vec![b'm'; PLAINTEXT_BYTES];
     let mut operations = Vec::new();
-    for (name, spec, _, algorithm) in KEYS {
+    for (name, spec, _, algorithm, protection) in KEYS {
         let key = format!("alias/{name}");
         let operation = match algorithm {
             None => Operation::Encrypt {
@@ -371,16 +450,19 @@ async fn run(cluster: &Cluster, settings: &Settings) {
         } else {
             "Encrypt"
         };
-        operations.push((format!("{verb} {spec}"), operation));
+        operations.push((label(verb, spec, protection), operation));
     }
-    for (name, spec, _, algorithm) in KEYS {
+    for (name, spec, _, algorithm, protection) in KEYS {
         if algorithm.is_none() {
             let sealed = session
                 .encrypt(&format!("alias/{name}"), &plaintext, None)
                 .await
                 .expect("a blob to decrypt");
             let blob = sealed.ciphertext_blob;
-            operations.push((format!("Decrypt {spec}"), Operation::Decrypt { blob }));
+            operations.push((
+                label("Decrypt", spec, protection),
+                Operation::Decrypt { blob },
+            ));
         }
     }
     operations.sort_by_key(|(label, _)| order(label));
@@ -415,6 +497,7 @@ async fn run(cluster: &Cluster, settings: &Settings) {
         println!("  {}", measured.line());
         results.push(measured);
     }
+    let keygen = generation(&client, settings).await;
     let last_noop = load(
         &noop_client,
         settings,
@@ -443,6 +526,7 @@ async fn run(cluster: &Cluster, settings: &Settings) {
             }
         );
     }
+    hsm_overhead(token, settings, &results, &keygen);
     let over: Vec<&str> = results
         .iter()
         .filter(|m| m.reviews.is_some_and(|n| n > m.review_bound()))
@@ -566,11 +650,11 @@ fn free_address() -> SocketAddr {
 async fn prepare(client: &Client, namespace: &str) -> Credentials {
     let watch = ReadyWatch::start(client, namespace).await;
     let keys: Api<Key> = Api::namespaced(client.clone(), namespace);
-    for (name, spec, usage, _) in KEYS {
+    for (name, spec, usage, _, protection) in KEYS {
         let key: Key = serde_json::from_value(json!({
             "apiVersion": "keyward.dev/v1alpha1", "kind": "Key",
             "metadata": {"name": name},
-            "spec": {"keySpec": spec, "keyUsage": usage},
+            "spec": {"keySpec": spec, "keyUsage": usage, "protectionLevel": protection},
         }))
         .expect("a Key");
         keys.create(&PostParams::default(), &key)
@@ -653,6 +737,96 @@ async fn prepare(client: &Client, namespace: &str) -> Credentials {
         }
         assert!(Instant::now() < deadline, "AccessKey bench was not issued");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// HSM keys created through the API (CreateKey, which answers once the key is Ready), per
+/// spec: keys per second at 4 callers at once. Counted against the same generation on the
+/// module directly by [`hsm_overhead`].
+async fn generation(
+    client: &KmsClient,
+    settings: &Settings,
+) -> Vec<(kms_api_hsm::Direct, usize, f64)> {
+    const CALLERS: usize = 4;
+    let per_caller = (settings.requests_per_client / 30).max(1);
+    let mut rates = Vec::new();
+    for (direct, spec, usage) in [
+        (
+            kms_api_hsm::Direct::GenerateAes,
+            "Aliyun_AES_256",
+            "ENCRYPT/DECRYPT",
+        ),
+        (kms_api_hsm::Direct::GenerateP256, "EC_P256", "SIGN/VERIFY"),
+        (kms_api_hsm::Direct::GenerateRsa, "RSA_2048", "SIGN/VERIFY"),
+    ] {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..CALLERS {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut session = client.session().await.expect("connect");
+                for _ in 0..per_caller {
+                    let created: serde_json::Value = session
+                        .call(
+                            "CreateKey",
+                            &[
+                                ("KeySpec", spec),
+                                ("KeyUsage", usage),
+                                ("ProtectionLevel", "HSM"),
+                            ],
+                        )
+                        .await
+                        .expect("CreateKey of an HSM key");
+                    assert_eq!(
+                        created["KeyMetadata"]["ProtectionLevel"], "HSM",
+                        "{created}"
+                    );
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("a CreateKey caller");
+        }
+        let rate = (CALLERS * per_caller) as f64 / started.elapsed().as_secs_f64();
+        println!("  CreateKey {spec} (HSM), {CALLERS} callers x {per_caller}: {rate:.1} keys/s");
+        rates.push((direct, per_caller, rate));
+    }
+    rates
+}
+
+/// The same HSM operations on the module directly, at the API load's concurrency (a thread
+/// and a session per client), and keyward's rate as a fraction of the module's.
+fn hsm_overhead(
+    token: &kms_api_hsm::Token,
+    settings: &Settings,
+    results: &[Measured],
+    keygen: &[(kms_api_hsm::Direct, usize, f64)],
+) {
+    let module = kms_api_hsm::Module::open(token);
+    println!(
+        "
+HSM (SoftHSM2 {}), through the API and on the module directly:",
+        kms_api_hsm::MODULE
+    );
+    for (label, direct) in HSM_COUNTERPARTS {
+        let Some(through) = results.iter().find(|m| m.label == label) else {
+            continue;
+        };
+        let rate = module.rate(direct, settings.clients, settings.requests_per_client);
+        println!(
+            "  {label}: {:.0}/s; {}: {rate:.0}/s; keyward / module {:.2}",
+            through.rate(),
+            direct.label(),
+            through.rate() / rate
+        );
+    }
+    for (direct, per_caller, through) in keygen {
+        let rate = module.rate(*direct, 4, *per_caller);
+        println!(
+            "  CreateKey through the API: {through:.1} keys/s; {}: {rate:.1}/s; keyward / module {:.2}",
+            direct.label(),
+            through / rate
+        );
     }
 }
 
