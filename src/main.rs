@@ -362,6 +362,10 @@ async fn open_hsm(args: &RunArgs) -> anyhow::Result<Option<Hsm>> {
     for (spec, why) in &capabilities.unsupported {
         tracing::info!(key_spec = %spec, reason = %why, "the HSM cannot hold this key spec");
     }
+    for (algorithm, why) in &capabilities.unsupported_algorithms {
+        tracing::info!(%algorithm, reason = %why,
+            "the HSM cannot run this algorithm; HSM keys refuse it");
+    }
     Ok(Some(hsm))
 }
 

@@ -294,6 +294,43 @@ async fn hsm_keys_answer_every_operation_from_the_module_through_both_sdks() {
         }));
     }
     concurrently(PARALLEL, scenarios).await;
+    // A Disabled HSM key is refused before the module is asked, as a SOFTWARE key is.
+    let disabled = env
+        .apply_key(
+            "apiVersion: keyward.dev/v1alpha1\nkind: Key\nmetadata: {name: aes}\n\
+             spec: {protectionLevel: HSM, keyState: Disabled}\n",
+        )
+        .await;
+    env.wait_key("aes", "Disabled", |k| {
+        k.status.as_ref().and_then(|s| s.observed_generation) == disabled.metadata.generation
+    })
+    .await;
+    for sdk in BOTH_SDKS {
+        // The API's Key cache follows the status write by a watch event.
+        let deadline = std::time::Instant::now() + common::CONVERGE;
+        let outcome = loop {
+            let kms = kms.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                kms.call(
+                    sdk,
+                    "Encrypt",
+                    json!({"KeyId": "alias/aes", "Plaintext": "refused"}),
+                )
+            })
+            .await
+            .unwrap();
+            if outcome.is_err() || std::time::Instant::now() > deadline {
+                break outcome;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        refused(
+            outcome,
+            "Rejected.Disabled",
+            409,
+            &format!("{sdk} Encrypt, Disabled"),
+        );
+    }
     // Nothing of these keys is in a Secret to have been used instead of the module.
     for secret in env.managed_secrets().await {
         for entry in common::entry_names(&secret) {

@@ -72,7 +72,8 @@ impl SoftHsm {
         env.operator_env.extend(self.env());
     }
 
-    fn pin(&self) -> String {
+    /// The token's user PIN.
+    pub fn pin(&self) -> String {
         std::fs::read_to_string(self.dir.path("pin"))
             .expect("the token's PIN")
             .trim()

@@ -7,7 +7,8 @@
 //!   destroyed only when the pending window ends;
 //! * [`crashes`]: a crash between generating and recording is completed by adopting the
 //!   objects; kill -9 during creation and rotation loses or doubles no version; objects no
-//!   store records are reported at start-up and left in place.
+//!   store records are reported at start-up and left in place;
+//! * [`startup`]: a token that cannot be used stops keyward at start-up, saying why.
 //!
 //! The KMS API's operations with HSM keys are in tests/kms_api_crypto.rs, beside the same
 //! scenarios with SOFTWARE keys.
@@ -18,6 +19,7 @@ mod common;
 mod crashes;
 mod custody;
 mod lifecycle;
+mod startup;
 
 use base64::Engine;
 use common::hsm::{SoftHsm, TokenObject};
