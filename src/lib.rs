@@ -7,7 +7,9 @@
 //! API server) -> [`reconcile`] (the controllers that join them) -> [`runtime`] (leader
 //! election, metrics, health) -> `main`. [`error`] holds the failures that are retried.
 //! [`service`] is the KMS HTTP API (requests and their signatures), kept apart from the
-//! controllers; [`kms_client`] calls it (the kubectl plugin and the benchmarks).
+//! controllers; [`kms_client`] calls it (the kubectl plugin and the benchmarks). [`hsm`] is the
+//! PKCS#11 backend of `protectionLevel: HSM` keys, used by both the controllers (generation,
+//! destruction) and the API (every operation with the key).
 
 pub mod api;
 pub mod cluster;
