@@ -196,7 +196,23 @@ impl Hsm {
     ) -> Result<R, HsmError> {
         let session = self.take_session()?;
         let result = operation(&Token::new(self, &session));
-        self.give_back(session);
+        // A session the module no longer knows is closed rather than handed to the next caller.
+        let lost = matches!(
+            &result,
+            Err(HsmError::Module {
+                source: Pkcs11Error::Pkcs11(
+                    RvError::SessionHandleInvalid
+                        | RvError::SessionClosed
+                        | RvError::DeviceRemoved
+                        | RvError::TokenNotPresent,
+                    _
+                ),
+                ..
+            })
+        );
+        if !lost {
+            self.give_back(session);
+        }
         result
     }
 

@@ -68,7 +68,7 @@ const INVALID: [(&str, &str, &str, &str); 10] = [
         "hsm",
         "{protectionLevel: HSM}",
         "UnsupportedProtectionLevel",
-        "Unsupported.ProtectionLevel: spec.protectionLevel HSM is not supported",
+        "Unsupported.ProtectionLevel: spec.protectionLevel HSM is not available: this keyward runs without a hardware security module",
     ),
 ];
 
