@@ -161,3 +161,87 @@ async fn token_objects_are_destroyed_with_the_store_when_the_window_ends_and_not
     }
     assert_eq!(hsm.objects(), vec![], "the token holds nothing more");
 }
+
+#[tokio::test]
+async fn encryption_through_the_api_survives_rotation_each_version_in_the_token() {
+    use serde_json::json;
+
+    let (mut env, hsm) = hsm_env("hsm-rotate-api").await;
+    let kms = crate::common::kms::kms_with_keys_and_flags(
+        &mut env,
+        &[(
+            "rotor",
+            "{protectionLevel: HSM, enableAutomaticRotation: true, rotationInterval: 2s}",
+        )],
+        &["--min-rotation-interval", "1s"],
+    )
+    .await;
+    let call = |action: &str, params: serde_json::Value| {
+        let (kms, action) = (kms.clone(), action.to_string());
+        async move {
+            tokio::task::spawn_blocking(move || kms.call("tea", &action, params))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        }
+    };
+    kms.watch("plaintext", b"sealed before the rotation");
+    let before = call(
+        "Encrypt",
+        json!({"KeyId": "alias/rotor", "Plaintext": "sealed before the rotation"}),
+    )
+    .await;
+    let first = before["KeyVersionId"].as_str().unwrap().to_string();
+    // Encrypt again until a rotation shows: the newest version seals.
+    let after = crate::common::eventually("Encrypt under a rotated version", || async {
+        let sealed = call(
+            "Encrypt",
+            json!({"KeyId": "alias/rotor", "Plaintext": "sealed after the rotation"}),
+        )
+        .await;
+        (sealed["KeyVersionId"] != first.as_str()).then_some(sealed)
+    })
+    .await;
+    for (sealed, plaintext) in [
+        (&before, "sealed before the rotation"),
+        (&after, "sealed after the rotation"),
+    ] {
+        let opened = call(
+            "Decrypt",
+            json!({"CiphertextBlob": sealed["CiphertextBlob"]}),
+        )
+        .await;
+        assert_eq!(opened["Plaintext"], plaintext);
+        assert_eq!(opened["KeyVersionId"], sealed["KeyVersionId"]);
+    }
+    // ReEncrypt moves the old blob to the newest version, in the module (a caller granted
+    // `reencrypt` as well).
+    use crate::common::kms::{access_key, create_service_account, grant};
+    create_service_account(&env, "mover").await;
+    grant(&env, "mover", &["reencrypt", "decrypt"]).await;
+    let mover = kms.with_pair(access_key(&env, "mover-key", "mover").await);
+    let moved = tokio::task::spawn_blocking(move || {
+        let moved = mover
+            .call(
+                "tea",
+                "ReEncrypt",
+                json!({"CiphertextBlob": before["CiphertextBlob"], "DestinationKeyId": "alias/rotor"}),
+            )
+            .unwrap_or_else(|e| panic!("ReEncrypt: {e:?}"));
+        let opened = mover
+            .call("tea", "Decrypt", json!({"CiphertextBlob": moved["CiphertextBlob"]}))
+            .unwrap_or_else(|e| panic!("Decrypt of the moved blob: {e:?}"));
+        (moved, opened)
+    })
+    .await
+    .unwrap();
+    assert_ne!(moved.0["KeyVersionId"], first.as_str());
+    assert_eq!(moved.1["Plaintext"], "sealed before the rotation");
+    // Every version the blobs name has its own secret key in the token.
+    let record = record(&env, "rotor").await;
+    for version in [&first, &after["KeyVersionId"].as_str().unwrap().to_string()] {
+        let objects = hsm.version_objects(&record.key_id, version);
+        assert_eq!(objects.len(), 1, "{version}: {objects:?}");
+        assert!(objects[0].kept_in_token(), "{objects:?}");
+    }
+}
