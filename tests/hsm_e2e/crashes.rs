@@ -109,13 +109,7 @@ async fn a_crash_after_generating_objects_is_completed_by_adopting_them() {
         "the rotation adopted the objects of the crashed one"
     );
     // Compared while it holds still.
-    let stopped = env
-        .apply_key(&key_manifest("rotor", "{protectionLevel: HSM}"))
-        .await;
-    env.wait_key("rotor", "observed without rotation", |k| {
-        k.status.as_ref().and_then(|s| s.observed_generation) == stopped.metadata.generation
-    })
-    .await;
+    super::stop_rotation(&env, "rotor").await;
     assert_token_holds_exactly_the_recorded_versions(&hsm, &record(&env, "rotor").await);
 }
 
@@ -196,13 +190,7 @@ async fn kill_nine_during_creation_and_rotation_loses_or_doubles_no_version() {
         (record(&env, "rotor").await.versions.len() > restarted).then_some(())
     })
     .await;
-    let stopped = env
-        .apply_key(&key_manifest("rotor", "{protectionLevel: HSM}"))
-        .await;
-    env.wait_key("rotor", "observed without rotation", |k| {
-        k.status.as_ref().and_then(|s| s.observed_generation) == stopped.metadata.generation
-    })
-    .await;
+    super::stop_rotation(&env, "rotor").await;
 
     for name in &keys {
         let record = record(&env, name).await;

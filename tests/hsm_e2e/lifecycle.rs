@@ -53,13 +53,7 @@ async fn rotation_and_key_versions_make_one_token_object_per_version() {
     env.wait_ready("signer").await;
     wait_versions(&env, "rotor", 3).await;
     // Stopped, so that what the token holds can be compared with a store that holds still.
-    let stopped = env
-        .apply_key(&key_manifest("rotor", "{protectionLevel: HSM}"))
-        .await;
-    env.wait_key("rotor", "observed without rotation", |k| {
-        k.status.as_ref().and_then(|s| s.observed_generation) == stopped.metadata.generation
-    })
-    .await;
+    super::stop_rotation(&env, "rotor").await;
     let rotated = record(&env, "rotor").await;
     assert!(rotated.versions.len() >= 3);
     assert_token_holds_exactly_the_recorded_versions(&hsm, &rotated);

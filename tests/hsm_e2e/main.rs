@@ -45,6 +45,18 @@ async fn record(env: &TestEnv, name: &str) -> KeyRecord {
     record_of(&store)
 }
 
+/// Turns Key `name`'s rotation off (an HSM AES key) and waits until the operator observed it,
+/// so that its store holds still while the token is compared with it.
+async fn stop_rotation(env: &TestEnv, name: &str) {
+    let stopped = env
+        .apply_key(&common::key_manifest(name, "{protectionLevel: HSM}"))
+        .await;
+    env.wait_key(name, "observed without rotation", |k| {
+        k.status.as_ref().and_then(|s| s.observed_generation) == stopped.metadata.generation
+    })
+    .await;
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
