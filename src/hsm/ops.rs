@@ -111,12 +111,6 @@ impl<'a> Token<'a> {
     /// The version's public key as SPKI PEM, read from its public key object.
     pub fn public_pem(&self, spec: KeySpec, objects: &VersionObjects) -> Result<String, HsmError> {
         let public = self.require(objects, ObjectClass::PUBLIC_KEY)?;
-        let unreadable = |step| {
-            move |_| HsmError::Module {
-                step,
-                source: Pkcs11Error::InvalidValue,
-            }
-        };
         let pem = match spec {
             KeySpec::Rsa2048 => {
                 let attributes = self
@@ -135,15 +129,15 @@ impl<'a> Token<'a> {
                     }
                 }
                 let (Some(n), Some(e)) = (n, e) else {
-                    return Err(unreadable("reading the RSA public key")(()));
+                    return Err(malformed("reading the RSA public key"));
                 };
                 let key = rsa::RsaPublicKey::new(
                     rsa::BoxedUint::from_be_slice_vartime(&n),
                     rsa::BoxedUint::from_be_slice_vartime(&e),
                 )
-                .map_err(|_| unreadable("reading the RSA public key")(()))?;
+                .map_err(|_| malformed("reading the RSA public key"))?;
                 key.to_public_key_pem(LineEnding::LF)
-                    .map_err(|_| unreadable("encoding the RSA public key")(()))?
+                    .map_err(|_| malformed("encoding the RSA public key"))?
             }
             KeySpec::EcP256 | KeySpec::EcP256K => {
                 let point = self.ec_point(public)?;
@@ -155,7 +149,7 @@ impl<'a> Token<'a> {
                         .ok()
                         .and_then(|k| k.to_public_key_pem(LineEnding::LF).ok()),
                 };
-                encoded.ok_or_else(|| unreadable("reading the EC public key")(()))?
+                encoded.ok_or_else(|| malformed("reading the EC public key"))?
             }
             KeySpec::AliyunAes256 | KeySpec::AliyunSm4 | KeySpec::EcSm2 => {
                 return Err(HsmError::ObjectMissing(objects.clone()));
@@ -172,7 +166,7 @@ impl<'a> Token<'a> {
             .get_attributes(public, &[AttributeType::EcPoint])
             .map_err(failed("C_GetAttributeValue"))?;
         let Some(Attribute::EcPoint(point)) = attributes.into_iter().next() else {
-            return Err(failed("reading CKA_EC_POINT")(Pkcs11Error::InvalidValue));
+            return Err(malformed("reading CKA_EC_POINT"));
         };
         Ok(match point.as_slice() {
             [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && rest.len() == 65 => {
@@ -204,7 +198,7 @@ impl<'a> Token<'a> {
                 .map(|s| s.to_der().as_bytes().to_vec()),
             _ => Some(raw),
         };
-        der.ok_or_else(|| failed("reading the ECDSA signature")(Pkcs11Error::InvalidValue))
+        der.ok_or_else(|| malformed("reading the ECDSA signature"))
     }
 
     /// AsymmetricVerify: whether `signature` (in [`Token::sign`]'s encoding) verifies; a
@@ -407,6 +401,14 @@ impl<'a> Token<'a> {
             }
             result => result.map_err(failed("the key operation")),
         }
+    }
+}
+
+/// A value the module returned that keyward cannot read (a public key, a signature).
+fn malformed(step: &'static str) -> HsmError {
+    HsmError::Module {
+        step,
+        source: Pkcs11Error::InvalidValue,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod manifests;
 pub mod objects;
 pub mod openssl;
 pub mod operator;
+pub mod pauses;
 pub mod scratch;
 
 pub use cluster::{client, install_crds, kubeconfig_path};

@@ -7,23 +7,11 @@ use jiff::Timestamp;
 
 use crate::checks::assert_converged;
 use crate::common::TestEnv;
+use crate::common::pauses::Pauses;
 use crate::fleet::{Fleet, MIXED, ROTATING, apply_all};
 use crate::recovery::{wait_all_ready, wait_rotated_since};
 use crate::snapshot::{Snapshot, assert_preserved, observe, progress};
 use crate::{CLUSTER, FLAGS, RECOVER, ms};
-
-/// A deterministic sequence of pauses: the kill points vary, every run is the same.
-struct Pauses(u64);
-
-impl Pauses {
-    fn next(&mut self, min_ms: u64, max_ms: u64) -> Duration {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Duration::from_millis(min_ms + (self.0 >> 33) % (max_ms - min_ms + 1))
-    }
-}
 
 /// When a trial kills the operator: a while after it starts, or once it has created this many
 /// more stores (and then a little later).

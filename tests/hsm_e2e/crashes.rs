@@ -5,8 +5,6 @@
 //! (objects under the ids the next attempt will use, by pkcs11-tool) and its completion
 //! checked; kill -9 at varying points checks the same end to end.
 
-use std::time::Duration;
-
 use keyward::hsm::{VersionObjects, derived_key_id, derived_version_id};
 use kube::ResourceExt;
 
@@ -14,6 +12,7 @@ use super::{
     assert_published_public_keys_are_the_tokens, assert_token_holds_exactly_the_recorded_versions,
     hex, hsm_env, record, token_public_der,
 };
+use crate::common::pauses::Pauses;
 use crate::common::{eventually, http_get, key_manifest, key_version_manifest};
 
 /// Generates, with pkcs11-tool, the objects of `objects` as keyward would: what a crash after
@@ -113,19 +112,6 @@ async fn a_crash_after_generating_objects_is_completed_by_adopting_them() {
     assert_token_holds_exactly_the_recorded_versions(&hsm, &record(&env, "rotor").await);
 }
 
-/// A deterministic sequence of pauses, so the kill points vary but every run is the same.
-struct Pauses(u64);
-
-impl Pauses {
-    fn next(&mut self, max_ms: u64) -> Duration {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Duration::from_millis(30 + (self.0 >> 33) % max_ms)
-    }
-}
-
 const CRASH_FLAGS: [&str; 4] = [
     "--min-rotation-interval",
     "1s",
@@ -165,7 +151,7 @@ async fn kill_nine_during_creation_and_rotation_loses_or_doubles_no_version() {
             requests.push(request);
         }
         env.start_operator(&CRASH_FLAGS);
-        tokio::time::sleep(pauses.next(1200)).await;
+        tokio::time::sleep(pauses.next(30, 1229)).await;
         env.kill_operators();
     }
 

@@ -7,24 +7,12 @@ use std::time::Duration;
 
 use keyward::store::KeyRecord;
 
+use crate::common::pauses::Pauses;
 use crate::common::{TestEnv, entry, key_manifest, key_version_manifest};
 use crate::{
     record, ts, version_digests, wait_consumer_serving, wait_request, wait_request_settled,
     wait_versions,
 };
-
-/// A deterministic sequence of pauses, so the kill points vary but every run is the same.
-struct Pauses(u64);
-
-impl Pauses {
-    fn next(&mut self, max_ms: u64) -> Duration {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Duration::from_millis(50 + (self.0 >> 33) % max_ms)
-    }
-}
 
 /// Everything the cluster holds about versions: each store's version digests, and which
 /// request each version answers.
@@ -85,7 +73,7 @@ async fn kill_nine_at_any_point_never_loses_changes_or_duplicates_a_version() {
             requests.push(name);
         }
         env.start_operator(&flags);
-        tokio::time::sleep(pauses.next(1500)).await;
+        tokio::time::sleep(pauses.next(50, 1549)).await;
         env.kill_operators();
         let now = observe_versions(&env, &keys).await;
         for (key, versions) in &seen {
